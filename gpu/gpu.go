@@ -1,0 +1,228 @@
+// Package gpu is the small portable runtime every shader runs through: buffers, a pipeline
+// cache keyed by rendered WGSL, command submission, and waiting/reading back in a way that
+// works on both backends of github.com/cogentcore/webgpu (wgpu-native natively, the browser's
+// WebGPU under js/wasm). Device creation lives at the edges (native/ and wasm/); nothing here
+// knows which side it runs on.
+package gpu
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// Limits are the device limits the planners need (a subset of wgpu.Limits, so the browser
+// side can fill them from its own device without a wgpu.SupportedLimits).
+type Limits struct {
+	MaxStorageBufferBindingSize uint64
+	MaxBufferSize               uint64
+	MaxStorageBuffersPerStage   uint32
+	MaxWorkgroupStorageSize     uint32
+	MaxInvocationsPerWorkgroup  uint32
+	MaxWorkgroupsPerDimension   uint32
+}
+
+// DefaultLimits are WebGPU's defaults: what every conforming adapter gives without asking.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxStorageBufferBindingSize: 128 << 20,
+		MaxBufferSize:               256 << 20,
+		MaxStorageBuffersPerStage:   8,
+		MaxWorkgroupStorageSize:     16 << 10,
+		MaxInvocationsPerWorkgroup:  256,
+		MaxWorkgroupsPerDimension:   65535,
+	}
+}
+
+// LimitsFrom converts wgpu limits.
+func LimitsFrom(l wgpu.Limits) Limits {
+	return Limits{
+		MaxStorageBufferBindingSize: l.MaxStorageBufferBindingSize,
+		MaxBufferSize:               l.MaxBufferSize,
+		MaxStorageBuffersPerStage:   l.MaxStorageBuffersPerShaderStage,
+		MaxWorkgroupStorageSize:     l.MaxComputeWorkgroupStorageSize,
+		MaxInvocationsPerWorkgroup:  l.MaxComputeInvocationsPerWorkgroup,
+		MaxWorkgroupsPerDimension:   l.MaxComputeWorkgroupsPerDimension,
+	}
+}
+
+// Context is one device with its queue, limits and pipeline cache.
+type Context struct {
+	Device *wgpu.Device
+	Queue  *wgpu.Queue
+	Limits Limits
+	// Adapter describes the adapter for reports ("lavapipe (Vulkan, cpu)").
+	Adapter string
+
+	mu        sync.Mutex
+	pipelines map[string]*Pipeline
+	// live and peak count the bytes of buffers created through this context, so a run can
+	// report (and a test can check) its real peak GPU memory against the planner's.
+	live, peak uint64
+	// errFn, when set, returns a pending asynchronous device error (browser side: the
+	// uncapturederror event; native: validation errors are returned directly).
+	errFn func() error
+}
+
+// New wraps a device created by the platform edge.
+func New(dev *wgpu.Device, limits Limits, adapter string) *Context {
+	return &Context{Device: dev, Queue: dev.GetQueue(), Limits: limits, Adapter: adapter, pipelines: map[string]*Pipeline{}}
+}
+
+// SetErrorSource installs a function that reports asynchronous device errors; Wait checks it.
+func (c *Context) SetErrorSource(f func() error) { c.errFn = f }
+
+func (c *Context) pendingError() error {
+	if c.errFn != nil {
+		return c.errFn()
+	}
+	return nil
+}
+
+// Buffer is a storage buffer with its size (GetSize is native-only in wgpu v0.23.0).
+type Buffer struct {
+	B    *wgpu.Buffer
+	Size uint64
+	ctx  *Context
+}
+
+// Storage usage for every compute buffer: read/write from shaders, uploads, copies out, clears.
+const storageUsage = wgpu.BufferUsageStorage | wgpu.BufferUsageCopyDst | wgpu.BufferUsageCopySrc
+
+// NewBuffer creates a storage buffer of size bytes (rounded up to 4), zero-initialised as
+// WebGPU guarantees.
+func (c *Context) NewBuffer(label string, size uint64) (*Buffer, error) {
+	size = (size + 3) &^ 3
+	if size == 0 {
+		size = 4
+	}
+	if size > c.Limits.MaxBufferSize {
+		return nil, fmt.Errorf("gpu: buffer %s needs %d bytes, over the device's maxBufferSize %d", label, size, c.Limits.MaxBufferSize)
+	}
+	b, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: label, Size: size, Usage: storageUsage})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: creating buffer %s (%d bytes): %w", label, size, err)
+	}
+	c.mu.Lock()
+	c.live += size
+	if c.live > c.peak {
+		c.peak = c.live
+	}
+	c.mu.Unlock()
+	return &Buffer{B: b, Size: size, ctx: c}, nil
+}
+
+// Release destroys the buffer now (not at garbage collection), so the peak stays honest.
+func (b *Buffer) Release() {
+	if b == nil || b.B == nil {
+		return
+	}
+	b.B.Destroy()
+	b.B.Release()
+	b.B = nil
+	b.ctx.mu.Lock()
+	b.ctx.live -= b.Size
+	b.ctx.mu.Unlock()
+}
+
+// PeakBytes is the largest total of live buffers since the context was made or ResetPeak.
+func (c *Context) PeakBytes() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
+}
+
+// LiveBytes is the total of buffers alive now.
+func (c *Context) LiveBytes() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// ResetPeak starts a new peak measurement from the live total.
+func (c *Context) ResetPeak() {
+	c.mu.Lock()
+	c.peak = c.live
+	c.mu.Unlock()
+}
+
+// Write uploads bytes at offset.
+func (c *Context) Write(b *Buffer, offset uint64, data []byte) error {
+	if offset+uint64(len(data)) > b.Size {
+		return fmt.Errorf("gpu: write of %d bytes at %d overflows a %d-byte buffer", len(data), offset, b.Size)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	if err := c.Queue.WriteBuffer(b.B, offset, data); err != nil {
+		return fmt.Errorf("gpu: upload: %w", err)
+	}
+	return nil
+}
+
+// waitTick is how long the wait loops sleep between non-blocking polls. Natively callbacks
+// only fire inside Poll; in the browser Poll does nothing and sleeping yields to the event
+// loop. A blocking Poll(true) is never used: wgpu-native gives up on it after about 5 s while
+// the GPU still works, then reports a successful map of zeros.
+const waitTick = 200 * time.Microsecond
+
+// Wait blocks until all submitted work is done.
+func (c *Context) Wait() error {
+	done := false
+	c.Queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
+	for !done {
+		c.Device.Poll(false, nil)
+		if !done {
+			time.Sleep(waitTick)
+		}
+	}
+	return c.pendingError()
+}
+
+// Read copies size bytes at offset of b back to the host, through a staging buffer.
+func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
+	if offset+size > b.Size || offset%4 != 0 || size%4 != 0 {
+		return nil, fmt.Errorf("gpu: read of %d bytes at %d from a %d-byte buffer", size, offset, b.Size)
+	}
+	staging, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: "readback", Size: size, Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: staging buffer: %w", err)
+	}
+	defer staging.Release()
+	defer staging.Destroy()
+	enc, err := c.Device.CreateCommandEncoder(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := enc.CopyBufferToBuffer(b.B, offset, staging, 0, size); err != nil {
+		return nil, fmt.Errorf("gpu: copy for readback: %w", err)
+	}
+	cmd, err := enc.Finish(nil)
+	if err != nil {
+		return nil, err
+	}
+	c.Queue.Submit(cmd)
+	var status wgpu.BufferMapAsyncStatus
+	mapped := false
+	if err := staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s; mapped = true }); err != nil {
+		return nil, fmt.Errorf("gpu: map for readback: %w", err)
+	}
+	for !mapped {
+		c.Device.Poll(false, nil)
+		if !mapped {
+			time.Sleep(waitTick)
+		}
+	}
+	if status != wgpu.BufferMapAsyncStatusSuccess {
+		return nil, fmt.Errorf("gpu: readback failed: %v", status)
+	}
+	out := make([]byte, size)
+	copy(out, staging.GetMappedRange(0, uint(size)))
+	staging.Unmap()
+	if err := c.pendingError(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

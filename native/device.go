@@ -1,0 +1,70 @@
+//go:build !js
+
+// Package native creates the GPU device for native builds (wgpu-native through cgo) and holds
+// the ctseg command's host code. It avoids the traps measured in ../shared/notes/webgpu-go.md:
+// the backend is chosen explicitly, limits are raised to what the adapter offers, no
+// device-lost callback is installed (it panics under cgocheck), and waiting never uses a
+// blocking poll (see package gpu).
+package native
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cogentcore/webgpu/wgpu"
+
+	"ctseg/gpu"
+)
+
+// DeviceOptions choose the adapter.
+type DeviceOptions struct {
+	// Backend: "vulkan" (default), "gl", or "any".
+	Backend string
+	// DefaultLimits requests only WebGPU's default limits (what a browser gives without
+	// asking), to prove a plan fits them.
+	DefaultLimits bool
+}
+
+// ErrNoAdapter is returned when no GPU adapter exists; the message says what to install.
+var ErrNoAdapter = errors.New("no GPU adapter found: install a Vulkan driver (on Debian: apt-get install mesa-vulkan-drivers libvulkan1 for the CPU driver lavapipe) or use --device cpu")
+
+// Open creates a device and returns it wrapped in a gpu.Context.
+func Open(opt DeviceOptions) (*gpu.Context, error) {
+	if os.Getenv("XDG_RUNTIME_DIR") == "" {
+		// Mesa warns on every start without it; harmless, but noise on a user's terminal.
+		os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
+	}
+	backends := wgpu.InstanceBackendVulkan
+	switch strings.ToLower(opt.Backend) {
+	case "", "vulkan":
+	case "gl":
+		backends = wgpu.InstanceBackendGL
+	case "any":
+		backends = wgpu.InstanceBackendPrimary | wgpu.InstanceBackendGL
+	default:
+		return nil, fmt.Errorf("unknown GPU backend %q (want vulkan, gl or any)", opt.Backend)
+	}
+	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
+	if err != nil || ad == nil {
+		return nil, ErrNoAdapter
+	}
+	info := ad.GetInfo()
+	lim := ad.GetLimits().Limits
+	req := lim
+	if opt.DefaultLimits {
+		req = wgpu.DefaultLimits()
+	}
+	dev, err := ad.RequestDevice(&wgpu.DeviceDescriptor{Label: "ctseg", RequiredLimits: &wgpu.RequiredLimits{Limits: req}})
+	if err != nil {
+		return nil, fmt.Errorf("creating a device on %s: %w", info.Name, err)
+	}
+	limits := gpu.LimitsFrom(dev.GetLimits().Limits)
+	if limits.MaxStorageBufferBindingSize == 0 {
+		limits = gpu.LimitsFrom(req)
+	}
+	name := fmt.Sprintf("%s (%s, %s)", info.Name, info.BackendType, info.AdapterType)
+	return gpu.New(dev, limits, name), nil
+}

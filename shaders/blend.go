@@ -1,0 +1,109 @@
+package shaders
+
+import (
+	"fmt"
+
+	"ctseg/gpu"
+)
+
+// Accumulator describes the ring of z-slots the blend and head kernels share: each slot holds
+// C feature channels and the weight sum for one z-slice of the volume, [C+1][HV][WV], at a
+// stride rounded up to 64 floats so any slot can start a binding (256-byte offset alignment).
+type Accumulator struct {
+	C      int
+	HV, WV int
+}
+
+// SlotFloats is the stride of one z-slot in floats.
+func (a Accumulator) SlotFloats() int {
+	n := (a.C + 1) * a.HV * a.WV
+	return (n + 63) &^ 63
+}
+
+// Blend specialises blend.wgsl for one window size.
+type Blend struct {
+	Acc        Accumulator
+	RD, RH, RW int // window size
+	F16        bool
+}
+
+func (b *Blend) Name() string {
+	return fmt.Sprintf("blend %d %dx%dx%d into %dx%d", b.Acc.C, b.RD, b.RH, b.RW, b.Acc.HV, b.Acc.WV)
+}
+func (b *Blend) Kind() string { return "blend" }
+func (b *Blend) Bindings() []gpu.Access {
+	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite, gpu.Uniform}
+}
+
+// Grid for a run of nz slices.
+func (b *Blend) Grid(nz int) (x, y, z uint32) {
+	return uint32(ceilDiv(b.RH*b.RW, 256)), uint32(nz), 1
+}
+
+func (b *Blend) FLOPs(nz int) float64 { return 4 * float64(b.Acc.C*b.RH*b.RW*nz) }
+
+func (b *Blend) Source() (string, error) {
+	if b.Acc.C%2 != 0 {
+		return "", fmt.Errorf("blend: %d channels must be even", b.Acc.C)
+	}
+	return Render("blend.wgsl", map[string]any{
+		"C": b.Acc.C, "CP": b.Acc.C / 2, "RH": b.RH, "RW": b.RW, "RPlane": b.RD * b.RH * b.RW,
+		"HV": b.Acc.HV, "WV": b.Acc.WV, "HWV": b.Acc.HV * b.Acc.WV, "Slot": b.Acc.SlotFloats(), "F16": b.F16,
+	})
+}
+
+// Head specialises head.wgsl for a run of NZ slots.
+type Head struct {
+	Acc    Accumulator
+	K, NZ  int
+	Argmax bool
+}
+
+func (h *Head) nv() int { return h.NZ * h.Acc.HV * h.Acc.WV }
+func (h *Head) Name() string {
+	mode := "logits"
+	if h.Argmax {
+		mode = "argmax"
+	}
+	return fmt.Sprintf("head-%s %d->%d %dx%dx%d", mode, h.Acc.C, h.K, h.NZ, h.Acc.HV, h.Acc.WV)
+}
+func (h *Head) Kind() string { return "head" }
+func (h *Head) Bindings() []gpu.Access {
+	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite}
+}
+func (h *Head) Grid() (x, y, z uint32) {
+	x, y, _ = grid1D(h.nv())
+	return x, y, 1
+}
+func (h *Head) FLOPs() float64 { return 2 * float64(h.Acc.C*h.K*h.nv()) }
+
+// OutBytes is the size of the head's output for the run.
+func (h *Head) OutBytes() uint64 {
+	if h.Argmax {
+		return uint64(4 * h.nv())
+	}
+	return uint64(4 * h.K * h.nv())
+}
+
+func (h *Head) Source() (string, error) {
+	_, _, gx := grid1D(h.nv())
+	return Render("head.wgsl", map[string]any{
+		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotFloats(), "NV": h.nv(),
+		"NZ": h.NZ, "GX": gx, "Argmax": h.Argmax,
+	})
+}
+
+// Zero specialises zero.wgsl for n words.
+type Zero struct{ N int }
+
+func (z *Zero) Name() string           { return fmt.Sprintf("zero %d", z.N) }
+func (z *Zero) Kind() string           { return "zero" }
+func (z *Zero) Bindings() []gpu.Access { return []gpu.Access{gpu.ReadWrite} }
+func (z *Zero) Grid() (x, y, zz uint32) {
+	x, y, _ = grid1D(z.N)
+	return x, y, 1
+}
+func (z *Zero) Source() (string, error) {
+	_, _, gx := grid1D(z.N)
+	return Render("zero.wgsl", map[string]any{"N": z.N, "GX": gx})
+}

@@ -1,0 +1,116 @@
+// 3-D convolution, kernel {{.K}}^3, stride {{.S}}, zero padding {{.P}}, no dilation.
+// Input  [{{.Cin}}][{{.D}}][{{.H}}][{{.W}}], output [{{.Cout}}][{{.Do}}][{{.Ho}}][{{.Wo}}].
+// Register tiling: one invocation computes {{.XB}} consecutive x-voxels for {{.OCB}} output
+// channels; a workgroup shares one output-channel block, so its weight reads are uniform.
+// Input channels are taken in pairs (the f16 layout interleaves channel pairs in one u32).
+// Fused: {{if .NormIn}}GroupNorm affine + ReLU on the input (scale/shift per channel), {{end}}{{if .Residual}}residual add, {{end}}{{if .Bias}}bias, {{end}}nothing else.
+
+struct Params { z0: u32, pad0: u32, pad1: u32, pad2: u32 }
+
+{{if .InF16}}@group(0) @binding(0) var<storage, read> src: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> src: array<f32>;{{end}}
+@group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
+{{if .OutF16}}@group(0) @binding(2) var<storage, read_write> dst: array<u32>;{{else}}@group(0) @binding(2) var<storage, read_write> dst: array<f32>;{{end}}
+@group(0) @binding(3) var<uniform> prm: Params;
+{{- $b := 4}}
+{{if .NormIn}}@group(0) @binding({{$b}}) var<storage, read> nrm: array<vec4<f32>>; // per channel pair: (scale0, shift0, scale1, shift1)
+{{- $b = add $b 1}}{{end}}
+{{if .Residual}}{{if .OutF16}}@group(0) @binding({{$b}}) var<storage, read> res: array<u32>;{{else}}@group(0) @binding({{$b}}) var<storage, read> res: array<f32>;{{end}}
+{{- $b = add $b 1}}{{end}}
+{{if .Bias}}@group(0) @binding({{$b}}) var<storage, read> bias: array<f32>;{{end}}
+
+const CINP: u32 = {{.CinP}}u;   // input channel pairs
+const D: i32 = {{.D}}; const H: i32 = {{.H}}; const W: i32 = {{.W}};
+const DO: u32 = {{.Do}}u; const HO: u32 = {{.Ho}}u; const WO: u32 = {{.Wo}}u;
+const NXC: u32 = {{.NXC}}u;     // x-chunks per output row
+const OCQ: u32 = {{.OCQ}}u;     // vec4 output-channel groups of the whole layer
+const OCBQ: u32 = {{.OCBQ}}u;   // vec4 groups per invocation
+const XB: u32 = {{.XB}}u;
+const SPAN: u32 = {{.Span}}u;   // input x-values one (kz, ky) row of the tile needs
+const PLANE_IN: u32 = {{.PlaneIn}}u;
+const PLANE_OUT: u32 = {{.PlaneOut}}u;
+
+fn load_in(icp: u32, z: i32, y: i32, x: i32) -> vec2<f32> {
+	if (x < 0 || x >= W || y < 0 || y >= H || z < 0 || z >= D) { return vec2<f32>(0.0); }
+	let v = u32((z * H + y) * W + x);
+{{- if .InF16}}
+	var r = unpack2x16float(src[icp * PLANE_IN + v]);
+{{- else if .SingleIn}}
+	var r = vec2<f32>(src[v], 0.0);
+{{- else}}
+	var r = vec2<f32>(src[(2u * icp) * PLANE_IN + v], src[(2u * icp + 1u) * PLANE_IN + v]);
+{{- end}}
+{{- if .NormIn}}
+	let n = nrm[icp];
+	r = max(vec2<f32>(n.x, n.z) * r + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- end}}
+	return r;
+}
+
+@compute @workgroup_size({{.WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+	let xc = gid.x % NXC;
+	let oy = gid.x / NXC;
+	if (oy >= HO) { return; }
+	let oz = prm.z0 + wid.y;
+	if (oz >= DO) { return; }
+	let ob = wid.z;          // output-channel block
+	let ox0 = xc * XB;
+	var acc: array<vec4<f32>, {{.Acc}}>;  // [XB][OCBQ]
+	let iz0 = i32(oz) * {{.S}} - {{.P}};
+	let iy0 = i32(oy) * {{.S}} - {{.P}};
+	let ix0 = i32(ox0) * {{.S}} - {{.P}};
+	var row: array<vec2<f32>, {{.Span}}>;
+	for (var icp = 0u; icp < CINP; icp++) {
+		for (var kz = 0; kz < {{.K}}; kz++) {
+			for (var ky = 0; ky < {{.K}}; ky++) {
+				for (var j = 0u; j < SPAN; j++) {
+					row[j] = load_in(icp, iz0 + kz, iy0 + ky, ix0 + i32(j));
+				}
+				let tap0 = u32((kz * {{.K}} + ky) * {{.K}});
+				for (var kx = 0u; kx < {{.K}}u; kx++) {
+					// weights: [icp][tap][pair half][OCQ]
+					let wb = ((icp * {{.Taps}}u + tap0 + kx) * 2u) * OCQ + ob * OCBQ;
+					for (var q = 0u; q < OCBQ; q++) {
+						let w0 = wts[wb + q];
+						let w1 = wts[wb + OCQ + q];
+						for (var j = 0u; j < XB; j++) {
+							let v = row[j * {{.S}}u + kx];
+							acc[j * OCBQ + q] += v.x * w0 + v.y * w1;
+						}
+					}
+				}
+			}
+		}
+	}
+	let obase = oz * HO * WO + oy * WO;
+	for (var j = 0u; j < XB; j++) {
+		let ox = ox0 + j;
+		if (ox >= WO) { break; }
+		let v = obase + ox;
+		for (var q = 0u; q < OCBQ; q++) {
+			let oc = (ob * OCBQ + q) * 4u;
+			var r = acc[j * OCBQ + q];
+{{- if .Bias}}
+			r += vec4<f32>(bias[oc], bias[oc + 1u], bias[oc + 2u], bias[oc + 3u]);
+{{- end}}
+{{- if .OutF16}}
+			let p0 = (oc / 2u) * PLANE_OUT + v;
+			let p1 = p0 + PLANE_OUT;
+{{- if .Residual}}
+			r += vec4<f32>(unpack2x16float(res[p0]), unpack2x16float(res[p1]));
+{{- end}}
+			dst[p0] = pack2x16float(r.xy);
+			dst[p1] = pack2x16float(r.zw);
+{{- else}}
+			let p = oc * PLANE_OUT + v;
+{{- if .Residual}}
+			r += vec4<f32>(res[p], res[p + PLANE_OUT], res[p + 2u * PLANE_OUT], res[p + 3u * PLANE_OUT]);
+{{- end}}
+			dst[p] = r.x;
+			dst[p + PLANE_OUT] = r.y;
+			dst[p + 2u * PLANE_OUT] = r.z;
+			dst[p + 3u * PLANE_OUT] = r.w;
+{{- end}}
+		}
+	}
+}

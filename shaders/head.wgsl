@@ -1,0 +1,47 @@
+// Sliding-window blending, final step, for a run of {{.NZ}} finalised z-slots: features =
+// accumulator / weight sum, then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
+// {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
+
+@group(0) @binding(0) var<storage, read> acc: array<f32>;
+@group(0) @binding(1) var<storage, read> wts: array<f32>;  // [K][C]
+@group(0) @binding(2) var<storage, read> bias: array<f32>; // [K]
+@group(0) @binding(3) var<storage, read_write> dst: array<{{if .Argmax}}u32{{else}}f32{{end}}>;
+
+const C: u32 = {{.C}}u;
+const K: u32 = {{.K}}u;
+const HW: u32 = {{.HWV}}u;
+const SLOT: u32 = {{.Slot}}u;
+const NV: u32 = {{.NV}}u; // voxels in the run
+const GX: u32 = {{.GX}}u;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+	let i = gid.y * GX + gid.x;
+	if (i >= NV) { return; }
+	let iz = i / HW;
+	let v = i % HW;
+	let base = iz * SLOT + v;
+	let inv = 1.0 / acc[base + C * HW];
+	var f: array<f32, {{.C}}>;
+	for (var c = 0u; c < C; c++) {
+		f[c] = acc[base + c * HW] * inv;
+	}
+{{- if .Argmax}}
+	var best = -3.0e38;
+	var arg = 0u;
+{{- end}}
+	for (var k = 0u; k < K; k++) {
+		var s = bias[k];
+		for (var c = 0u; c < C; c++) {
+			s += wts[k * C + c] * f[c];
+		}
+{{- if .Argmax}}
+		if (s > best) { best = s; arg = k; }
+{{- else}}
+		dst[k * NV + i] = s;
+{{- end}}
+	}
+{{- if .Argmax}}
+	dst[i] = arg;
+{{- end}}
+}
