@@ -188,10 +188,11 @@ func (p *WindowPlan) ImportanceMap() []float32 {
 //	map = max(map, float32(1e-3))
 //
 // -2 sigma^2 is formed in float64 (Python) and rounded once to float32 for the division, as
-// torch does with a Python scalar. The map is not normalised: its peak is below 1 when the
-// centre falls between voxels. It returns nil for a non-positive size or sigma scale.
+// torch does with a Python scalar; exp is torch's CPU float32 exp (see expf). The map is not
+// normalised: its peak is below 1 when the centre falls between voxels. It returns nil for
+// a non-positive size or sigma scale.
 func GaussianMap(roi [3]int, sigmaScale float64) []float32 {
-	if roi[0] <= 0 || roi[1] <= 0 || roi[2] <= 0 || !(sigmaScale > 0) {
+	if roi[0] <= 0 || roi[1] <= 0 || roi[2] <= 0 || !(sigmaScale > 0) || math.IsInf(sigmaScale, 0) {
 		return nil
 	}
 	var prof [3][]float32
@@ -202,7 +203,7 @@ func GaussianMap(roi [3]int, sigmaScale float64) []float32 {
 		for i := range r {
 			// torch.arange(-(r-1)/2, (r-1)/2 + 1): half-integers, exact in float32.
 			t := float32(float64(i) - float64(r-1)/2)
-			prof[a][i] = float32(math.Exp(float64(t * t / div)))
+			prof[a][i] = expf(t * t / div)
 		}
 	}
 	const floor = float32(1e-3)
@@ -218,6 +219,55 @@ func GaussianMap(roi [3]int, sigmaScale float64) []float32 {
 		}
 	}
 	return m
+}
+
+// expf is the float32 exp that torch.exp runs on x86 CPUs: SLEEF's xexpf (the u10 variant,
+// with fused multiply-adds, as in Sleef_expf8_u10 / Sleef_expf16_u10 behind
+// Vectorized<float>::exp). It is within 1 ulp but not correctly rounded: for the 16^3 golden
+// window, exp(-2.53125) and exp(-5.28125) land one ulp below the correctly rounded value,
+// and the golden importance map only matches bit for bit with this algorithm.
+func expf(d float32) float32 {
+	const (
+		rLn2 = float32(1.442695040888963407359924681001892137426645954152985934135449406931)
+		l2u  = float32(0.693145751953125) // ln 2 split in two so q*l2u is exact
+		l2l  = float32(1.428606765330187045e-06)
+	)
+	switch {
+	case d < -104:
+		return 0
+	case d > 100:
+		return float32(math.Inf(1))
+	}
+	q := float32(math.RoundToEven(float64(d * rLn2)))
+	s := fmaf(q, -l2u, d)
+	s = fmaf(q, -l2l, s)
+	u := float32(0.000198527617612853646278381)
+	u = fmaf(u, s, 0.00139304355252534151077271)
+	u = fmaf(u, s, 0.00833336077630519866943359)
+	u = fmaf(u, s, 0.0416664853692054748535156)
+	u = fmaf(u, s, 0.166666671633720397949219)
+	u = fmaf(u, s, 0.5)
+	u = 1 + fmaf(float32(s*s), u, s)
+	// SLEEF scales by 2^(q/2) twice; for q >= -150 that equals one exact scaling by 2^q
+	// rounded once, which is what the conversion from float64 does.
+	return float32(math.Ldexp(float64(u), int(q)))
+}
+
+// fmaf is C's fmaf: a*b + c rounded once to float32, as the vector FMA instructions compute
+// it. The product of two float32 is exact in float64, so only the sum rounds, first to
+// float64 and then to float32; the second rounding can only go wrong when the float64 sum
+// sits exactly halfway between two float32 values without being exact, and then it is
+// nudged toward the exact sum (known from TwoSum). Valid for results in float32's normal
+// range, which is all expf needs.
+func fmaf(a, b, c float32) float32 {
+	p := float64(a) * float64(b)
+	s := p + float64(c)
+	bv := s - p
+	residual := (p - (s - bv)) + (float64(c) - bv) // exact: (p + c) - s
+	if residual != 0 && math.Float64bits(s)&(1<<29-1) == 1<<28 {
+		s = math.Nextafter(s, math.Copysign(math.Inf(1), residual))
+	}
+	return float32(s)
 }
 
 // PadReplicate returns x padded on each spatial axis by before[a] and after[a] copies of its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -203,7 +204,7 @@ func TestGaussianMapGolden(t *testing.T) {
 		}
 	}
 	t.Logf("gaussian map 16^3: %d/%d bit-exact, worst %d ulp", exact, len(want), worst)
-	require.LessOrEqual(t, worst, 1)
+	require.Equal(t, len(want), exact, "not bit-exact: worst %d ulp", worst)
 
 	// Not normalised, floored at float32(1e-3), symmetric.
 	require.Equal(t, float32(1e-3), got[0])
@@ -412,4 +413,43 @@ func TestPadReplicateAndCrop(t *testing.T) {
 	same, err := PadReplicate(x, [3]int{}, [3]int{})
 	require.NoError(t, err)
 	require.Same(t, x, same)
+}
+
+// expf is SLEEF's algorithm, so it is not correctly rounded, but it must stay within 1 ulp.
+func TestExpfWithinOneULP(t *testing.T) {
+	worst := 0
+	for d := float32(-103); d <= 88; d += 0.0137 {
+		want := float32(math.Exp(float64(d)))
+		u := int(math.Float32bits(expf(d))) - int(math.Float32bits(want))
+		worst = max(worst, u, -u)
+	}
+	require.LessOrEqual(t, worst, 1)
+	require.Equal(t, float32(1), expf(0))
+	require.Equal(t, float32(0), expf(-105))
+	require.True(t, math.IsInf(float64(expf(101)), 1))
+}
+
+// fmaf must round once, like the hardware FMA: compare with exact big.Float arithmetic,
+// including a case where rounding through float64 first would be wrong.
+func TestFmafRoundsOnce(t *testing.T) {
+	exact := func(a, b, c float32) float32 {
+		x := new(big.Float).SetPrec(200).SetFloat64(float64(a))
+		x.Mul(x, new(big.Float).SetPrec(200).SetFloat64(float64(b)))
+		x.Add(x, new(big.Float).SetPrec(200).SetFloat64(float64(c)))
+		f, _ := x.Float32()
+		return f
+	}
+	// (1+2^-23) * 2^-24 (1-2^-23) + (1+2^-23) = 1 + 2^-23 + 2^-24 - 2^-70: just below the
+	// float32 midpoint, but float64 rounds it onto the midpoint, which then ties to even.
+	a := float32(1 + 0x1p-23)
+	b := float32(0x1p-24 * (1 - 0x1p-23))
+	require.Equal(t, a, fmaf(a, b, a))
+	require.Equal(t, exact(a, b, a), fmaf(a, b, a))
+	require.NotEqual(t, a, float32(math.FMA(float64(a), float64(b), float64(a))))
+
+	rng := rand.New(rand.NewPCG(11, 11))
+	for range 100000 {
+		a, b, c := float32(rng.NormFloat64()), float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		require.Equal(t, exact(a, b, c), fmaf(a, b, c), "fmaf(%v, %v, %v)", a, b, c)
+	}
 }

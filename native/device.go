@@ -46,6 +46,9 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	default:
 		return nil, fmt.Errorf("unknown GPU backend %q (want vulkan, gl or any)", opt.Backend)
 	}
+	// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
+	// start; they concern windows we never open.
+	wgpu.SetLogLevel(wgpu.LogLevelError)
 	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
 	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil || ad == nil {
@@ -65,6 +68,17 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	if limits.MaxStorageBufferBindingSize == 0 {
 		limits = gpu.LimitsFrom(req)
 	}
-	name := fmt.Sprintf("%s (%s, %s)", info.Name, info.BackendType, info.AdapterType)
+	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
 	return gpu.New(dev, limits, name), nil
+}
+
+// adapterName picks a readable name: wgpu-native puts the device id in Name and the driver's
+// product string ("llvmpipe (LLVM 15.0.6, 256 bits)", "NVIDIA H100 ...") in the description.
+func adapterName(info wgpu.AdapterInfo) string {
+	for _, s := range []string{info.DriverDescription, info.Name, info.VendorName} {
+		if s != "" && !strings.HasPrefix(s, "0x") {
+			return s
+		}
+	}
+	return fmt.Sprintf("vendor %#x device %#x", info.VendorId, info.DeviceId)
 }

@@ -1,0 +1,114 @@
+//go:build !js
+
+package cli
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"ctseg/gpu"
+	"ctseg/model"
+	"ctseg/native"
+	"ctseg/weights"
+)
+
+// parseTriple reads "N" (all three axes) or "D,H,W" of positive integers.
+func parseTriple(name, s string) ([3]int, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) == 1 {
+		parts = []string{parts[0], parts[0], parts[0]}
+	}
+	var out [3]int
+	if len(parts) != 3 {
+		return out, fmt.Errorf("--%s %q: want N or D,H,W", name, s)
+	}
+	for i, p := range parts {
+		v, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || v <= 0 || v > 1<<16 {
+			return out, fmt.Errorf("--%s %q: %q is not a positive size", name, s, p)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// loadNet reads a MONAI checkpoint or project weight file and builds the network.
+func loadNet(path string) (*model.Net, error) {
+	sd, err := weights.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	n, err := model.NewNet(sd)
+	if err != nil {
+		return nil, fmt.Errorf("weights %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// openGPU opens the native device and prints the adapter with --verbose.
+func openGPU(env *Env, verbose bool) (*gpu.Context, error) {
+	ctx, err := native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND")})
+	if err != nil {
+		return nil, err
+	}
+	if verbose {
+		l := ctx.Limits
+		fmt.Fprintf(env.Stderr, "adapter: %s\nlimits: maxStorageBufferBindingSize %d, maxBufferSize %d, storage buffers/stage %d, workgroup storage %d, invocations/workgroup %d\n",
+			ctx.Adapter, l.MaxStorageBufferBindingSize, l.MaxBufferSize, l.MaxStorageBuffersPerStage, l.MaxWorkgroupStorageSize, l.MaxInvocationsPerWorkgroup)
+	}
+	return ctx, nil
+}
+
+func parsePrecision(s string) (bool, error) {
+	switch s {
+	case "f32":
+		return false, nil
+	case "f16":
+		return true, nil
+	}
+	return false, fmt.Errorf("--precision %q: want f32 or f16", s)
+}
+
+// readRawF32 reads a little-endian float32 file of exactly n values.
+func readRawF32(path string, n int) ([]float32, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() != int64(4*n) {
+		return nil, fmt.Errorf("%s holds %d bytes, but the shape needs %d (float32)", path, fi.Size(), 4*n)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, n)
+	for i := range out {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("%s: value %d is not finite", path, i)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func writeRawF32(w io.Writer, v []float32) error {
+	buf := make([]byte, 1<<16)
+	for len(v) > 0 {
+		n := min(len(v), len(buf)/4)
+		for i := 0; i < n; i++ {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v[i]))
+		}
+		if _, err := w.Write(buf[:4*n]); err != nil {
+			return err
+		}
+		v = v[n:]
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package volume
+
+import (
+	"fmt"
+	"math"
+)
+
+// Inversion holds what is needed to map a label map on the preprocessed grid back onto the
+// input grid (MONAI Invertd with nearest_interp=True): the orientation and spacing records.
+type Inversion struct {
+	Orientation Orientation
+	Spacing     SpacingInfo
+}
+
+// OrigDims and OrigAffine are the input (stored) grid the inversion maps back to.
+func (inv *Inversion) OrigDims() [3]int            { return inv.Orientation.InDims }
+func (inv *Inversion) OrigAffine() [4][4]float64   { return inv.Orientation.InAffine }
+func (inv *Inversion) PreprocessedDims() [3]int    { return inv.Spacing.OutDims }
+func (inv *Inversion) PreprocessedAffine() [4][4]float64 { return inv.Spacing.OutAffine }
+
+// Preprocess runs the bundle's inference preprocessing on a loaded volume: Orientationd RAS,
+// Spacingd(p, p, p) and NormalizeIntensity(nonzero) + ScaleIntensity(-1, 1). The result is in
+// x-fastest order with its affine. v is not modified. Peak extra memory is the output: the
+// reorientation is folded into the resampling (read through a permuted view of v's data).
+func Preprocess(v *Volume, spacing float64) (*Volume, *Inversion, error) {
+	if err := v.check(); err != nil {
+		return nil, nil, fmt.Errorf("preprocess: %w", err)
+	}
+	inv, err := InversionForGrid(v.Dims, v.Affine, spacing)
+	if err != nil {
+		return nil, nil, err
+	}
+	off, st := inv.Orientation.strides()
+	src := view{data: v.Data, off: off, st: st, dims: inv.Orientation.OutDims}
+	out := resampleView(src, inv.Spacing)
+	NormalizeScale(out)
+	return out, inv, nil
+}
+
+// InversionFor rebuilds the inversion of Preprocess from the reference image's header alone
+// (the intensities are not needed), e.g. for `ctseg invert --labels L --reference CT`.
+func InversionFor(ref *Header, spacing float64) (*Inversion, error) {
+	if ref == nil {
+		return nil, fmt.Errorf("inversion: nil reference header")
+	}
+	return InversionForGrid(ref.Dims, ref.Affine, spacing)
+}
+
+// InversionForGrid is InversionFor for an explicit grid (dims and affine of the stored input).
+func InversionForGrid(dims [3]int, affine [4][4]float64, spacing float64) (*Inversion, error) {
+	if _, err := voxelCount(dims, math.MaxInt64); err != nil {
+		return nil, fmt.Errorf("inversion: %w", err)
+	}
+	o, err := planOrientation(dims, affine)
+	if err != nil {
+		return nil, fmt.Errorf("preprocess: %w", err)
+	}
+	si, err := planSpacing(o.OutDims, o.OutAffine, spacing)
+	if err != nil {
+		return nil, fmt.Errorf("preprocess: %w", err)
+	}
+	return &Inversion{Orientation: o, Spacing: si}, nil
+}
+
+// Invert maps a label map on the preprocessed grid (x-fastest, PreprocessedDims) back to the
+// input grid and axis order with nearest-neighbour interpolation: each input voxel takes the
+// label at round(inv(A_pre) @ A_ras @ j) (j its RAS-ordered index), clamped to the grid, as
+// MONAI's inverse Spacingd then inverse Orientationd do. Exact .5 ties go to the even index;
+// MONAI's float noise may pick either side there.
+func (inv *Inversion) Invert(labels []uint8) ([]uint8, error) {
+	pd := inv.Spacing.OutDims
+	if len(labels) != pd[0]*pd[1]*pd[2] {
+		return nil, fmt.Errorf("invert: %d labels, the preprocessed grid %dx%dx%d has %d voxels", len(labels), pd[0], pd[1], pd[2], pd[0]*pd[1]*pd[2])
+	}
+	o := inv.Orientation
+	out := make([]uint8, o.InDims[0]*o.InDims[1]*o.InDims[2])
+	if !inv.Spacing.Resampled {
+		unpermute(out, labels, o)
+		return out, nil
+	}
+	// The inverse SpatialResample samples the preprocessed map at solve(A_pre, A_ras) @ j.
+	m, err := solve4(inv.Spacing.OutAffine, o.OutAffine)
+	if err != nil {
+		return nil, fmt.Errorf("invert: preprocessed affine is singular")
+	}
+	off, st := o.strides()
+	d := o.OutDims
+	parallelSlices(d[2], func(k int) {
+		kf := float64(k)
+		for j := 0; j < d[1]; j++ {
+			jf := float64(j)
+			p := off + j*st[1] + k*st[2]
+			for i := 0; i < d[0]; i++ {
+				fi := float64(i)
+				x := nearest(m[0][0]*fi+m[0][1]*jf+m[0][2]*kf+m[0][3], pd[0])
+				y := nearest(m[1][0]*fi+m[1][1]*jf+m[1][2]*kf+m[1][3], pd[1])
+				z := nearest(m[2][0]*fi+m[2][1]*jf+m[2][2]*kf+m[2][3], pd[2])
+				out[p] = labels[x+pd[0]*(y+pd[1]*z)]
+				p += st[0]
+			}
+		}
+	})
+	return out, nil
+}
+
+// nearest rounds a voxel coordinate and clamps it to [0, n-1] (padding "border").
+func nearest(x float64, n int) int {
+	r := math.RoundToEven(x)
+	if !(r > 0) {
+		return 0
+	}
+	if r >= float64(n-1) {
+		return n - 1
+	}
+	return int(r)
+}
