@@ -38,6 +38,7 @@ func (c *Context) NewRunner() *Runner {
 func (r *Runner) Run(ds []Dispatch) error {
 	for i := 0; i < len(ds); {
 		j, flops := i, 0.0
+		// a layer may be split over batches on slow devices, never merged past the budget
 		for j < len(ds) && (j == i || flops+ds[j].FLOPs <= r.budget) {
 			flops += ds[j].FLOPs
 			j++

@@ -115,6 +115,7 @@ func conv3D(x *Tensor, c *Conv, residual *Tensor) (*Tensor, error) {
 		}
 	}
 	plane := out.H * out.W
+	zero := make([]float32, x.W)
 	// One task per output plane (o, z), z-major so that the cores work on neighbouring
 	// z at the same time and share the input slab in the last-level cache.
 	parallelFor(out.C*out.D, func(t int) {
@@ -131,7 +132,7 @@ func conv3D(x *Tensor, c *Conv, residual *Tensor) (*Tensor, error) {
 		if c.K == 1 {
 			conv1Plane(dst, x, c, o, z)
 		} else {
-			conv3Plane(dst, x, c, o, z, out.H, out.W)
+			conv3Plane(dst, x, c, o, z, out.H, out.W, zero)
 		}
 	})
 	return out, nil
@@ -165,12 +166,12 @@ func conv1Plane(dst []float32, x *Tensor, c *Conv, o, z int) {
 }
 
 // conv3Plane adds the 3x3x3 conv of output channel o at output depth z to dst (outH x outW).
-// Rows outside the input read a shared zero row, which keeps the row kernels free of
-// vertical edge cases at the price of a few wasted multiply-adds on the first and last row.
-func conv3Plane(dst []float32, x *Tensor, c *Conv, o, z, outH, outW int) {
+// Rows outside the input read zero (a read-only row of x.W zeros shared by all tasks), which
+// keeps the row kernels free of vertical edge cases at the price of a few wasted
+// multiply-adds on the first and last row.
+func conv3Plane(dst []float32, x *Tensor, c *Conv, o, z, outH, outW int, zero []float32) {
 	s := c.Stride
 	plane := x.H * x.W
-	zero := make([]float32, x.W)
 	for i := 0; i < c.In; i++ {
 		for kd := 0; kd < 3; kd++ {
 			zi := z*s + kd - 1
@@ -179,19 +180,21 @@ func conv3Plane(dst []float32, x *Tensor, c *Conv, o, z, outH, outW int) {
 			}
 			src := x.Data[(i*x.D+zi)*plane : (i*x.D+zi+1)*plane]
 			w := (*[9]float32)(c.W[((o*c.In+i)*3+kd)*9:])
-			row := func(yi int) []float32 {
-				if yi < 0 || yi >= x.H {
-					return zero
-				}
-				return src[yi*x.W : (yi+1)*x.W]
-			}
 			for y := 0; y < outH; y++ {
-				yc := y * s
+				// input rows y*s-1, y*s, y*s+1
+				r0, r1, r2 := zero, zero, zero
+				if yi := y*s - 1; yi >= 0 {
+					r0 = src[yi*x.W : (yi+1)*x.W]
+				}
+				r1 = src[y*s*x.W : (y*s+1)*x.W]
+				if yi := y*s + 1; yi < x.H {
+					r2 = src[yi*x.W : (yi+1)*x.W]
+				}
 				d := dst[y*outW : (y+1)*outW]
 				if s == 1 {
-					convRow3(d, row(yc-1), row(yc), row(yc+1), w)
+					convRow3(d, r0, r1, r2, w)
 				} else {
-					convRow3Strided(d, row(yc-1), row(yc), row(yc+1), w, s)
+					convRow3Strided(d, r0, r1, r2, w, s)
 				}
 			}
 		}
@@ -234,24 +237,27 @@ func convRow3(dst, r0, r1, r2 []float32, w *[9]float32) {
 }
 
 // convRow3Strided is convRow3 for stride s > 1 (the encoder's downsampling convs, 2.5 % of the
-// work): output column x reads input columns x*s-1 .. x*s+1 of rows of length len(r0).
+// work): output column x reads input columns x*s-1 .. x*s+1 of rows of length len(r0). Only
+// the first column (and the last, for odd widths) touches the padding.
 func convRow3Strided(dst, r0, r1, r2 []float32, w *[9]float32, s int) {
 	n := len(r0)
+	r1, r2 = r1[:n], r2[:n]
 	for x := range dst {
 		c := x * s
-		if c >= 1 && c+1 < n {
-			dst[x] += (w[0]*r0[c-1] + w[1]*r0[c] + w[2]*r0[c+1]) +
-				(w[3]*r1[c-1] + w[4]*r1[c] + w[5]*r1[c+1]) +
-				(w[6]*r2[c-1] + w[7]*r2[c] + w[8]*r2[c+1])
+		if c < 1 || c+1 >= n {
+			var sum float32
+			for kw := 0; kw < 3; kw++ {
+				if xi := c + kw - 1; xi >= 0 && xi < n {
+					sum += w[kw]*r0[xi] + w[3+kw]*r1[xi] + w[6+kw]*r2[xi]
+				}
+			}
+			dst[x] += sum
 			continue
 		}
-		var sum float32
-		for kw := 0; kw < 3; kw++ {
-			if xi := c + kw - 1; xi >= 0 && xi < n {
-				sum += w[kw]*r0[xi] + w[3+kw]*r1[xi] + w[6+kw]*r2[xi]
-			}
-		}
-		dst[x] += sum
+		// three-element views: one bounds check each instead of one per tap
+		a, b, e := r0[c-1:c+2], r1[c-1:c+2], r2[c-1:c+2]
+		dst[x] += (w[0]*a[0] + w[1]*a[1] + w[2]*a[2]) +
+			((w[3]*b[0] + w[4]*b[1] + w[5]*b[2]) + (w[6]*e[0] + w[7]*e[1] + w[8]*e[2]))
 	}
 }
 

@@ -17,6 +17,9 @@ type GPUOptions struct {
 	// DispatchFLOPs caps the work of one dispatch, so a submission can be split finely enough
 	// for slow adapters (lavapipe, SwiftShader). 0: 1 GFLOP.
 	DispatchFLOPs float64
+	// ConvXB and ConvOCB override the 3x3x3 convolutions' register tile (x-voxels and output
+	// channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
+	ConvXB, ConvOCB int
 }
 
 // gpuTensor is an activation on the GPU: [C][D][H][W], f32 or channel-pair-packed f16.
@@ -241,6 +244,12 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 	spec := &shaders.Conv3D{
 		Cin: c.In, Cout: c.Out, D: x.D, H: x.H, W: x.W, K: c.K, Stride: c.Stride,
 		InF16: x.F16, OutF16: g.opt.F16, NormIn: norm != nil, Residual: residual != nil, Bias: c.B != nil,
+	}
+	if c.K == 3 {
+		spec.XB = g.opt.ConvXB
+		if g.opt.ConvOCB > 0 && c.Out%g.opt.ConvOCB == 0 {
+			spec.OCB = g.opt.ConvOCB
+		}
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name, err)

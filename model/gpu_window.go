@@ -49,8 +49,8 @@ type windowPass struct {
 	plan     *WindowPlan
 	argmax   bool
 	acc      shaders.Accumulator
-	ring     int   // slots
-	segSlots int   // slots per segment buffer
+	ring     int // slots
+	segSlots int // slots per segment buffer
 	segs     []*gpu.Buffer
 	gmap     *gpu.Buffer
 	headW    *gpu.Buffer

@@ -437,6 +437,10 @@ func (b *Blender) Result() (*Tensor, error) {
 // SlidingWindow runs predict on every window of x (ROI-sized, x's channels) and blends the
 // outChannels-channel outputs as MONAI's SlidingWindowInferer does: replicate padding where
 // x is smaller than the window, weighted mean by the importance map, crop back to x's size.
+//
+// predict may be Net.Features with outChannels = F, followed by Net.Head on the result: the
+// head is linear and the blend a normalised weighted mean, so that equals blending the
+// logits (up to rounding) with F/K of the accumulator memory.
 func SlidingWindow(x *Tensor, opt WindowOptions, outChannels int, predict func(win *Tensor) (*Tensor, error)) (*Tensor, error) {
 	if err := checkTensor("sliding window input", x); err != nil {
 		return nil, err

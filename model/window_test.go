@@ -239,6 +239,19 @@ func TestSlidingWindowGolden(t *testing.T) {
 			require.Greater(t, agree, 0.999)
 		})
 	}
+	// The bundle note's observation: blending the F features and applying the linear head
+	// once gives the blended logits.
+	t.Run("gaussian features then head", func(t *testing.T) {
+		want := readF32(t, k*d*h*w, "golden", "sliding_window", "output_gaussian.f32")
+		feat, err := SlidingWindow(x, WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: Gaussian, SigmaScale: 0.125},
+			n.Cfg.InitFilters, n.Features)
+		require.NoError(t, err)
+		got := n.Head(feat)
+		require.NotNil(t, got)
+		maxAbs, agree := compareGolden(got, want)
+		t.Logf("features blended then head: max abs error %.3g, argmax agreement %.6f", maxAbs, agree)
+		require.LessOrEqual(t, maxAbs, goldenTol)
+	})
 }
 
 // A fake predictor whose output depends on the window's content and position in a way no

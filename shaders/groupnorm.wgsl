@@ -10,7 +10,9 @@ fn load(c: u32, v: u32) -> f32 { return src[c * N + v]; }
 {{end}}
 // GroupNorm statistics, pass 1: partial (count, mean, M2) per (group, slice of the group's
 // elements), Welford within an invocation and Chan's merge across the workgroup, so the
-// variance keeps its precision whatever the mean (no E[x^2] - E[x]^2 cancellation).
+// variance keeps its precision whatever the mean (no E[x^2] - E[x]^2 cancellation). Values
+// are shifted by the group's first element first, so a mean far larger than the spread does
+// not eat f32's mantissa in the running mean; the shift travels in .w to the finalize pass.
 // Input [{{.C}}][{{.N}} voxels], {{.G}} groups of {{.CPG}} channels, {{.P}} partials per group.
 
 {{if .F16}}@group(0) @binding(0) var<storage, read> src: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> src: array<f32>;{{end}}
@@ -31,11 +33,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 	let g = wid.y;
 	let p = wid.x;
 	let total = CPG * N;
+	let shift = load(g * CPG, 0u);
 	var n = 0.0;
 	var mean = 0.0;
 	var m2 = 0.0;
 	for (var e = p * WG + lid.x; e < total; e += P * WG) {
-		let x = load(g * CPG + e / N, e % N);
+		let x = load(g * CPG + e / N, e % N) - shift;
 		n += 1.0;
 		let d = x - mean;
 		mean += d / n;
@@ -57,6 +60,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 		workgroupBarrier();
 	}
 	if (lid.x == 0u) {
-		partials[g * P + p] = vec4<f32>(sn[0], sm[0], s2[0], 0.0);
+		partials[g * P + p] = vec4<f32>(sn[0], sm[0], s2[0], shift);
 	}
 }

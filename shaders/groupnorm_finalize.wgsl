@@ -30,6 +30,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 		}
 	}
 	let scale = gamma[c] * inverseSqrt(m2 / n + {{.Eps}});
+	// mean of the shifted values: beta - (mean + shift) * scale, split so the shift and the
+	// small mean are not added first
 	nrm[2u * c] = scale;
-	nrm[2u * c + 1u] = beta[c] - mean * scale;
+	nrm[2u * c + 1u] = (beta[c] - mean * scale) - partials[g * P].w * scale;
 }

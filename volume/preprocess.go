@@ -13,9 +13,9 @@ type Inversion struct {
 }
 
 // OrigDims and OrigAffine are the input (stored) grid the inversion maps back to.
-func (inv *Inversion) OrigDims() [3]int            { return inv.Orientation.InDims }
-func (inv *Inversion) OrigAffine() [4][4]float64   { return inv.Orientation.InAffine }
-func (inv *Inversion) PreprocessedDims() [3]int    { return inv.Spacing.OutDims }
+func (inv *Inversion) OrigDims() [3]int                  { return inv.Orientation.InDims }
+func (inv *Inversion) OrigAffine() [4][4]float64         { return inv.Orientation.InAffine }
+func (inv *Inversion) PreprocessedDims() [3]int          { return inv.Spacing.OutDims }
 func (inv *Inversion) PreprocessedAffine() [4][4]float64 { return inv.Spacing.OutAffine }
 
 // Preprocess runs the bundle's inference preprocessing on a loaded volume: Orientationd RAS,

@@ -31,9 +31,10 @@ type ReadOptions struct {
 	MaxVoxels int64
 }
 
+// maxVoxels also caps a caller's value at 2^40 so that byte counts (voxels x 8) cannot overflow.
 func (o ReadOptions) maxVoxels() int64 {
 	if o.MaxVoxels > 0 {
-		return o.MaxVoxels
+		return min(o.MaxVoxels, 1<<40)
 	}
 	return DefaultMaxVoxels
 }
@@ -167,18 +168,17 @@ func decode(r io.Reader, size int64, gz bool, opt ReadOptions, mk func(*Header) 
 		defer zr.Close()
 		r = zr
 	}
-	hb := make([]byte, nii2HeaderSize+4)
-	if _, err := io.ReadFull(r, hb[:nii1HeaderSize]); err != nil {
+	// sizeof_hdr first: it tells the version and the byte order.
+	hb := make([]byte, nii2HeaderSize)
+	if _, err := io.ReadFull(r, hb[:4]); err != nil {
 		return nil, fmt.Errorf("reading header: %w", readErr(err))
 	}
 	n, _, err := headerLen(hb)
 	if err != nil {
 		return nil, err
 	}
-	if n == nii2HeaderSize {
-		if _, err := io.ReadFull(r, hb[nii1HeaderSize:nii2HeaderSize]); err != nil {
-			return nil, fmt.Errorf("reading NIfTI-2 header: %w", readErr(err))
-		}
+	if _, err := io.ReadFull(r, hb[4:n]); err != nil {
+		return nil, fmt.Errorf("reading the %d-byte header: %w", n, readErr(err))
 	}
 	h, err := parseHeader(hb[:n], opt.maxVoxels())
 	if err != nil {

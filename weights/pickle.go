@@ -635,16 +635,13 @@ func rebuildTensor(args pyTuple) (*pyTensor, error) {
 	if h, ok := args[5].(*pyDict); !ok || len(h.keys) != 0 {
 		return nil, fmt.Errorf("tensor on storage %q has backward hooks", st.key)
 	}
-	numel := int64(1)
+	n, err := checkedNumel(size)
+	if err != nil {
+		return nil, fmt.Errorf("tensor on storage %q: %w", st.key, err)
+	}
+	numel := int64(n)
 	shape := make([]int, len(size))
 	for i, s := range size {
-		if s < 0 || s > maxTensorElems {
-			return nil, fmt.Errorf("tensor on storage %q has bad size %v", st.key, size)
-		}
-		numel *= s // both factors <= 2^31 and the product is checked each step: no overflow
-		if numel > maxTensorElems {
-			return nil, fmt.Errorf("tensor on storage %q has %v elements, over the 2^31 limit", st.key, size)
-		}
 		shape[i] = int(s)
 	}
 	// C-contiguous: stride[i] = prod(size[i+1:]); axes of length 1 may carry any stride.

@@ -1,0 +1,229 @@
+//go:build !js
+
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"sort"
+	"strings"
+	"time"
+
+	"ctseg/gpu"
+
+	"ctseg/internal/atomicfile"
+	"ctseg/model"
+	"ctseg/weights"
+)
+
+func init() {
+	register("bench", "benchmark the model on the GPU: per-layer GFLOP/s, window time, end to end", runBench)
+}
+
+// BenchReport is what `ctseg bench --json` writes.
+type BenchReport struct {
+	Adapter        string             `json:"adapter"`
+	Limits         map[string]uint64  `json:"limits"`
+	Config         string             `json:"config"`
+	Precision      string             `json:"precision"`
+	ROI            [3]int             `json:"roi"`
+	WindowGFLOP    float64            `json:"window_gflop"`
+	WindowSeconds  []float64          `json:"window_seconds"`
+	WindowMedian   float64            `json:"window_median_seconds"`
+	WindowGFLOPS   float64            `json:"window_gflops"`
+	Layers         []model.KindTiming `json:"layers"`
+	Shape          [3]int             `json:"shape"`
+	Windows        int                `json:"windows"`
+	EndToEnd       float64            `json:"end_to_end_seconds"`
+	PeakGPUBytes   uint64             `json:"peak_gpu_bytes"`
+	NetworkBytes   uint64             `json:"network_plan_bytes"`
+	LargestBinding uint64             `json:"largest_binding_bytes"`
+	Tiles          map[string]float64 `json:"tile_window_seconds,omitempty"`
+}
+
+func runBench(env *Env, args []string) error {
+	fs := newFlags(env, "bench", "[--spacing 1.5|3] [--shape X,Y,Z] [--precision f32|f16] [--json FILE]")
+	spacing := fs.Float64("spacing", 1.5, "model spacing in mm; picks the default shape")
+	shape := fs.String("shape", "", "preprocessed volume size (default: a 512x512x397 CT at that spacing: 287,287,397 at 1.5 mm, 144,144,199 at 3 mm)")
+	precision := fs.String("precision", "f16", "activation storage: f32 or f16")
+	wpath := fs.String("weights", "", "weight file (default: random weights of the bundle's shape)")
+	roi := fs.String("roi", "96", "window size N or D,H,W")
+	repeat := fs.Int("repeat", 3, "timed window runs (the median is reported)")
+	jsonOut := fs.String("json", "", "also write the report as JSON")
+	force := fs.Bool("force", false, "overwrite the JSON file")
+	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile XBxOCB, e.g. 4x8,4x16,8x8 (tuning)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	f16, err := parsePrecision(*precision)
+	if err != nil {
+		return err
+	}
+	size := [3]int{287, 287, 397}
+	if *spacing == 3 {
+		size = [3]int{144, 144, 199}
+	} else if *spacing != 1.5 {
+		return fmt.Errorf("--spacing %v: want 1.5 or 3", *spacing)
+	}
+	if *shape != "" {
+		if size, err = parseTriple("shape", *shape); err != nil {
+			return err
+		}
+	}
+	r, err := parseTriple("roi", *roi)
+	if err != nil {
+		return err
+	}
+	if *repeat < 1 {
+		return fmt.Errorf("--repeat must be at least 1")
+	}
+	if *jsonOut != "" {
+		if err := atomicfile.Check(*jsonOut, atomicfile.Options{Force: *force}); err != nil {
+			return err
+		}
+	}
+	var net *model.Net
+	if *wpath != "" {
+		if net, err = loadNet(*wpath); err != nil {
+			return err
+		}
+	} else if net, err = model.NewNet(weights.Random(weights.BundleConfig(), 1)); err != nil {
+		return err
+	}
+	ctx, err := openGPU(env, false)
+	if err != nil {
+		return err
+	}
+	rep := &BenchReport{Adapter: ctx.Adapter, Config: net.Cfg.String(), Precision: *precision, ROI: r, Shape: size,
+		Limits: map[string]uint64{
+			"maxStorageBufferBindingSize":       ctx.Limits.MaxStorageBufferBindingSize,
+			"maxBufferSize":                     ctx.Limits.MaxBufferSize,
+			"maxComputeWorkgroupStorageSize":    uint64(ctx.Limits.MaxWorkgroupStorageSize),
+			"maxComputeInvocationsPerWorkgroup": uint64(ctx.Limits.MaxInvocationsPerWorkgroup),
+		}}
+	fmt.Fprintf(env.Stdout, "adapter: %s\nmodel: %s, %s storage, window %v\n", ctx.Adapter, rep.Config, *precision, r)
+
+	g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16})
+	if err != nil {
+		return err
+	}
+	defer g.Release()
+	rep.NetworkBytes, rep.LargestBinding = g.PlanBytes, g.MaxBinding
+	rep.WindowGFLOP = g.FLOPs() / 1e9
+	rng := rand.New(rand.NewSource(2))
+	in := make([]float32, r[0]*r[1]*r[2])
+	for i := range in {
+		in[i] = float32(rng.NormFloat64())
+	}
+	if err := ctx.Write(g.Input, 0, floatsLE(in)); err != nil {
+		return err
+	}
+	if err := g.RunWindow(); err != nil { // warm-up: pipelines, caches, clocks
+		return err
+	}
+	for i := 0; i < *repeat; i++ {
+		start := time.Now()
+		if err := g.RunWindow(); err != nil {
+			return err
+		}
+		rep.WindowSeconds = append(rep.WindowSeconds, time.Since(start).Seconds())
+	}
+	rep.WindowMedian = median(rep.WindowSeconds)
+	if *tiles != "" {
+		if err := benchTiles(env, ctx, net, r, f16, *tiles, in, *repeat, rep); err != nil {
+			return err
+		}
+	}
+	rep.WindowGFLOPS = rep.WindowGFLOP / rep.WindowMedian
+	fmt.Fprintf(env.Stdout, "window: %.1f GFLOP, median %.3f s of %d runs, %.1f GFLOP/s\n", rep.WindowGFLOP, rep.WindowMedian, *repeat, rep.WindowGFLOPS)
+	if rep.Layers, err = g.Profile(); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%-10s %9s %9s %10s %6s\n", "layer", "seconds", "GFLOP", "GFLOP/s", "count")
+	for _, k := range rep.Layers {
+		fmt.Fprintf(env.Stdout, "%-10s %9.4f %9.2f %10.1f %6d\n", k.Kind, k.Seconds, k.FLOPs/1e9, k.GFLOPS(), k.Count)
+	}
+
+	plan, err := model.PlanWindows(size[0], size[1], size[2], model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125})
+	if err != nil {
+		return err
+	}
+	rep.Windows = plan.NumWindows()
+	vol := model.NewTensor(1, size[0], size[1], size[2])
+	for i := range vol.Data {
+		vol.Data[i] = float32(rng.NormFloat64())
+	}
+	ctx.ResetPeak()
+	start := time.Now()
+	err = g.SlidingWindow(vol, plan, model.SliceSink{Labels: func(z0, nz int, l []uint8) error { return nil }}, nil)
+	if err != nil {
+		return err
+	}
+	rep.EndToEnd = time.Since(start).Seconds()
+	rep.PeakGPUBytes = ctx.PeakBytes()
+	fmt.Fprintf(env.Stdout, "end to end: %v volume, %d windows, %.2f s (sliding window, blending, argmax, readback)\npeak GPU memory: %.1f MB (network %.1f MB, largest binding %.1f MB)\n",
+		size, rep.Windows, rep.EndToEnd, float64(rep.PeakGPUBytes)/1e6, float64(rep.NetworkBytes)/1e6, float64(rep.LargestBinding)/1e6)
+	if *jsonOut != "" {
+		return atomicfile.Write(*jsonOut, atomicfile.Options{Force: *force}, func(w io.Writer) error {
+			e := json.NewEncoder(w)
+			e.SetIndent("", "  ")
+			return e.Encode(rep)
+		})
+	}
+	return nil
+}
+
+// benchTiles times one window per conv tile shape, for choosing the defaults per GPU.
+func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, list string, in []float32, repeat int, rep *BenchReport) error {
+	for _, t := range strings.Split(list, ",") {
+		var xb, ocb int
+		if _, err := fmt.Sscanf(t, "%dx%d", &xb, &ocb); err != nil || xb <= 0 || ocb <= 0 || ocb%4 != 0 {
+			return fmt.Errorf("--tiles %q: want XBxOCB with OCB a multiple of 4", t)
+		}
+		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvXB: xb, ConvOCB: ocb})
+		if err != nil {
+			return err
+		}
+		err = ctx.Write(g.Input, 0, floatsLE(in))
+		var secs []float64
+		for i := 0; err == nil && i <= repeat; i++ {
+			start := time.Now()
+			err = g.RunWindow()
+			if i > 0 { // the first run compiles and warms up
+				secs = append(secs, time.Since(start).Seconds())
+			}
+		}
+		g.Release()
+		if err != nil {
+			return err
+		}
+		m := median(secs)
+		if rep.Tiles == nil {
+			rep.Tiles = map[string]float64{}
+		}
+		rep.Tiles[t] = m
+		fmt.Fprintf(env.Stdout, "tile %-6s window median %.4f s, %.1f GFLOP/s\n", t, m, rep.WindowGFLOP/m)
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func floatsLE(v []float32) []byte {
+	var b bytesWriter
+	_ = writeRawF32(&b, v)
+	return b
+}
+
+type bytesWriter []byte
+
+func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }

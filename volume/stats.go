@@ -1,0 +1,118 @@
+package volume
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+)
+
+// StructureStats are per-label statistics on the original CT grid, in the spirit of
+// TotalSegmentator --statistics ("volume" in ml, "intensity" = mean HU), plus the std.
+type StructureStats struct {
+	Label    int     `json:"label"`
+	Name     string  `json:"name"`
+	Voxels   int64   `json:"voxels"`
+	VolumeML float64 `json:"volume"`        // ml (= cm^3)
+	MeanHU   float64 `json:"intensity"`     // mean CT value under the label; 0 when empty
+	StdHU    float64 `json:"intensity_std"` // population std; 0 when empty
+}
+
+// LabelStats computes, for labels 1..len(names)-1 (and any other non-zero label present, named
+// "label_N"), the voxel count, the volume (voxel volume = |det| of the affine's 3x3 block, in
+// ml) and the mean/std of ct under the label. labels and ct must share the grid. It returns nil
+// when the sizes differ.
+func LabelStats(labels []uint8, ct *Volume, names []string) []StructureStats {
+	if ct == nil || len(labels) != len(ct.Data) {
+		return nil
+	}
+	var n [256]int64
+	var sum, sq [256]float64
+	// First pass: counts and sums; second: squared deviations (two-pass for a stable std).
+	for i, l := range labels {
+		n[l]++
+		sum[l] += float64(ct.Data[i])
+	}
+	var mean [256]float64
+	for l := range mean {
+		if n[l] > 0 {
+			mean[l] = sum[l] / float64(n[l])
+		}
+	}
+	for i, l := range labels {
+		d := float64(ct.Data[i]) - mean[l]
+		sq[l] += d * d
+	}
+	vox := math.Abs(det3(block3(ct.Affine))) / 1000 // mm^3 -> ml
+	var out []StructureStats
+	for l := 1; l < 256; l++ {
+		if l >= len(names) && n[l] == 0 {
+			continue
+		}
+		s := StructureStats{Label: l, Voxels: n[l], VolumeML: float64(n[l]) * vox}
+		if l < len(names) && names[l] != "" {
+			s.Name = names[l]
+		} else {
+			s.Name = fmt.Sprintf("label_%d", l)
+		}
+		if n[l] > 0 {
+			s.MeanHU = mean[l]
+			s.StdHU = math.Sqrt(sq[l] / float64(n[l]))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// WriteStatsJSON writes the statistics as a JSON object keyed by structure name, in label
+// order, like TotalSegmentator's statistics.json ({"spleen": {"volume": .., "intensity": ..}})
+// with the label id, voxel count and std added.
+func WriteStatsJSON(w io.Writer, stats []StructureStats) error {
+	if _, err := io.WriteString(w, "{\n"); err != nil {
+		return err
+	}
+	for i, s := range stats {
+		k, _ := json.Marshal(s.Name)
+		v, err := json.Marshal(struct {
+			Label  int     `json:"label"`
+			Voxels int64   `json:"voxels"`
+			Volume float64 `json:"volume"`
+			Mean   float64 `json:"intensity"`
+			Std    float64 `json:"intensity_std"`
+		}{s.Label, s.Voxels, round4(s.VolumeML), round4(s.MeanHU), round4(s.StdHU)})
+		if err != nil {
+			return err
+		}
+		sep := ",\n"
+		if i == len(stats)-1 {
+			sep = "\n"
+		}
+		if _, err := fmt.Fprintf(w, "  %s: %s%s", k, v, sep); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "}\n")
+	return err
+}
+
+// WriteStatsCSV writes one row per structure: label,name,voxels,volume_ml,mean_hu,std_hu.
+func WriteStatsCSV(w io.Writer, stats []StructureStats) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"label", "name", "voxels", "volume_ml", "mean_hu", "std_hu"}); err != nil {
+		return err
+	}
+	for _, s := range stats {
+		f := func(x float64) string { return strconv.FormatFloat(round4(x), 'f', -1, 64) }
+		if err := cw.Write([]string{strconv.Itoa(s.Label), s.Name, strconv.FormatInt(s.Voxels, 10),
+			f(s.VolumeML), f(s.MeanHU), f(s.StdHU)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// round4 rounds to 4 decimals, as TotalSegmentator does for its statistics.
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
