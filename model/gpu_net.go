@@ -20,6 +20,8 @@ type GPUOptions struct {
 	// ConvXB and ConvOCB override the 3x3x3 convolutions' register tile (x-voxels and output
 	// channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
 	ConvXB, ConvOCB int
+	// Untiled keeps every convolution on the register-only kernel (for comparisons).
+	Untiled bool
 }
 
 // gpuTensor is an activation on the GPU: [C][D][H][W], f32 or channel-pair-packed f16.
@@ -244,6 +246,11 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 	spec := &shaders.Conv3D{
 		Cin: c.In, Cout: c.Out, D: x.D, H: x.H, W: x.W, K: c.K, Stride: c.Stride,
 		InF16: x.F16, OutF16: g.opt.F16, NormIn: norm != nil, Residual: residual != nil, Bias: c.B != nil,
+	}
+	if spec.CanTile() && !g.opt.Untiled {
+		spec.Tiled = true
+		spec.MaxShared = int(g.ctx.Limits.MaxWorkgroupStorageSize)
+		spec.MaxThreads = int(g.ctx.Limits.MaxInvocationsPerWorkgroup)
 	}
 	if c.K == 3 {
 		spec.XB = g.opt.ConvXB

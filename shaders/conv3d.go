@@ -21,6 +21,17 @@ type Conv3D struct {
 	Bias      bool
 	XB, OCB   int // tile: x-voxels and output channels per invocation (0: defaults)
 	SlabDepth int // output z-slices per dispatch (0: all)
+	// Tiled selects conv3d_tiled.wgsl (3x3x3 stride 1, even Cin): input and weights staged
+	// in workgroup memory. MaxShared is the device's workgroup storage in bytes (0: WebGPU's
+	// default 16 KiB), MaxThreads its invocations per workgroup (0: 256).
+	Tiled                 bool
+	MaxShared, MaxThreads int
+	tile                  *convTile
+}
+
+// convTile is the tiled kernel's geometry, derived once from the shape and limits.
+type convTile struct {
+	TY, TX, MX, SX, MN, TN, CK, Threads int
 }
 
 // Workgroup size of the conv kernels: 64 invocations, a multiple of every GPU's SIMD width.
@@ -45,8 +56,74 @@ func (c *Conv3D) Out() (d, h, w int) {
 	return ceilDiv(c.D, s), ceilDiv(c.H, s), ceilDiv(c.W, s)
 }
 
+// CanTile reports whether the tiled kernel applies to this layer.
+func (c *Conv3D) CanTile() bool {
+	return c.K == 3 && c.Stride == 1 && c.Cin%2 == 0
+}
+
+// tiling chooses the tiled kernel's geometry: a 32-wide row tile (narrower for narrow
+// volumes), MX x-voxels by MN output channels per invocation (XB and OCB when set), up to 32
+// output channels per workgroup, and the largest input-channel chunk that fits workgroup
+// memory.
+func (c *Conv3D) tiling() (*convTile, error) {
+	if c.tile != nil {
+		return c.tile, nil
+	}
+	t := &convTile{MX: 4, MN: 8}
+	if c.XB > 0 {
+		t.MX = c.XB
+	}
+	if c.OCB > 0 {
+		t.MN = c.OCB
+	}
+	maxThreads := c.MaxThreads
+	if maxThreads <= 0 {
+		maxThreads = 256
+	}
+	maxThreads = min(maxThreads, 256)
+	maxShared := c.MaxShared
+	if maxShared <= 0 {
+		maxShared = 16 << 10
+	}
+	t.TN = min(c.Cout, 32)
+	for c.Cout%t.TN != 0 {
+		t.TN -= 4
+	}
+	if t.MN%4 != 0 || t.TN%t.MN != 0 {
+		return nil, fmt.Errorf("conv: %d channels per invocation do not divide the block of %d", t.MN, t.TN)
+	}
+	t.SX = ceilDiv(min(c.W, 32), t.MX)
+	t.TX = t.SX * t.MX
+	cgs := t.TN / t.MN
+	t.TY = max(1, min(c.H, maxThreads/(t.SX*cgs)))
+	t.Threads = t.TY * t.SX * cgs
+	if t.Threads > maxThreads || t.Threads == 0 {
+		return nil, fmt.Errorf("conv: tile of %d invocations over the limit %d", t.Threads, maxThreads)
+	}
+	perCh := 4 * (3*(t.TY+2)*(t.TX+2) + 27*t.TN)
+	for ck := min(c.Cin, 16); ck >= 2; ck -= 2 {
+		if c.Cin%ck == 0 && ck*perCh <= maxShared {
+			t.CK = ck
+			break
+		}
+	}
+	if t.CK == 0 {
+		return nil, fmt.Errorf("conv: a 2-channel tile needs %d bytes of workgroup memory, over %d", 2*perCh, maxShared)
+	}
+	c.tile = t
+	return t, nil
+}
+
 func (c *Conv3D) Validate() error {
 	c.defaults()
+	if c.Tiled {
+		if !c.CanTile() {
+			return fmt.Errorf("conv: the tiled kernel needs 3x3x3, stride 1 and an even channel count")
+		}
+		if _, err := c.tiling(); err != nil {
+			return err
+		}
+	}
 	switch {
 	case c.K != 1 && c.K != 3:
 		return fmt.Errorf("conv: kernel %d unsupported", c.K)
@@ -67,6 +144,9 @@ func (c *Conv3D) Validate() error {
 func (c *Conv3D) Kind() string {
 	if c.K == 1 {
 		return "conv1x1"
+	}
+	if c.Tiled {
+		return "conv3x3"
 	}
 	if c.Stride == 2 {
 		return "conv3x3s2"
@@ -107,6 +187,15 @@ func (c *Conv3D) Source() (string, error) {
 		"InF16": c.InF16, "OutF16": c.OutF16, "NormIn": c.NormIn, "Residual": c.Residual, "Bias": c.Bias,
 		"WG": convWG,
 	}
+	if c.Tiled {
+		t, _ := c.tiling()
+		p["TY"], p["TX"], p["MX"], p["SX"], p["CK"] = t.TY, t.TX, t.MX, t.SX, t.CK
+		p["MN"], p["TN"], p["TNQ"], p["MNQ"], p["NVG"], p["Threads"] = t.MN, t.TN, t.TN/4, t.MN/4, t.TY*t.SX, t.Threads
+		p["NChunk"], p["Plane"], p["TilesX"] = c.Cin/t.CK, c.D*c.H*c.W, ceilDiv(c.W, t.TX)
+		p["Acc"] = t.MX * t.MN / 4
+		p["SIn"], p["SW"] = t.CK*3*(t.TY+2)*(t.TX+2), t.CK*27*t.TN/4
+		return Render("conv3d_tiled.wgsl", p)
+	}
 	return Render("conv3d.wgsl", p)
 }
 
@@ -116,6 +205,13 @@ func (c *Conv3D) Slabs() (grids [][3]uint32, z0s []uint32) {
 	c.defaults()
 	do, ho, wo := c.Out()
 	gx := ceilDiv(ceilDiv(wo, c.XB)*ho, convWG)
+	blocks := c.Cout / c.OCB
+	if c.Tiled {
+		if t, err := c.tiling(); err == nil {
+			gx = ceilDiv(ho, t.TY) * ceilDiv(wo, t.TX)
+			blocks = c.Cout / t.TN
+		}
+	}
 	sd := c.SlabDepth
 	if sd <= 0 || sd > do {
 		sd = do
@@ -125,7 +221,7 @@ func (c *Conv3D) Slabs() (grids [][3]uint32, z0s []uint32) {
 		if z+n > do {
 			n = do - z
 		}
-		grids = append(grids, [3]uint32{uint32(gx), uint32(n), uint32(c.Cout / c.OCB)})
+		grids = append(grids, [3]uint32{uint32(gx), uint32(n), uint32(blocks)})
 		z0s = append(z0s, uint32(z))
 	}
 	return grids, z0s

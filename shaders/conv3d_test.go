@@ -39,14 +39,20 @@ func TestConv3D(t *testing.T) {
 		{128, 256, 3, 3, 5, 3, 2, false, false, false},
 		{256, 256, 2, 3, 3, 3, 1, true, true, false},
 		{256, 128, 2, 2, 3, 1, 1, false, false, false},
+		{16, 32, 3, 37, 41, 3, 1, true, true, true},
+		{32, 32, 4, 9, 70, 3, 1, true, false, false},
 	}
 	rng := rand.New(rand.NewSource(7))
 	for _, tc := range cases {
-		for _, f16 := range []bool{false, true} {
+		for _, variant := range []struct{ f16, tiled bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			f16, tiled := variant.f16, variant.tiled
 			if f16 && tc.cin == 1 {
 				continue // a 1-channel input is always f32
 			}
-			name := fmt.Sprintf("%dto%d_%dx%dx%d_k%d_s%d_norm%v_res%v_bias%v_f16%v", tc.cin, tc.cout, tc.d, tc.h, tc.w, tc.k, tc.s, tc.norm, tc.res, tc.bias, f16)
+			if tiled && !(&shaders.Conv3D{Cin: tc.cin, K: tc.k, Stride: tc.s}).CanTile() {
+				continue
+			}
+			name := fmt.Sprintf("%dto%d_%dx%dx%d_k%d_s%d_norm%v_res%v_bias%v_f16%v_tiled%v", tc.cin, tc.cout, tc.d, tc.h, tc.w, tc.k, tc.s, tc.norm, tc.res, tc.bias, f16, tiled)
 			t.Run(name, func(t *testing.T) {
 				x := randTensor(rng, tc.cin, tc.d, tc.h, tc.w)
 				if f16 {
@@ -58,7 +64,8 @@ func TestConv3D(t *testing.T) {
 					conv.B = randSlice(rng, tc.cout, 0.5, 0)
 				}
 				spec := &shaders.Conv3D{Cin: tc.cin, Cout: tc.cout, D: tc.d, H: tc.h, W: tc.w, K: tc.k, Stride: tc.s,
-					InF16: f16, OutF16: f16, NormIn: tc.norm, Residual: tc.res, Bias: tc.bias, SlabDepth: 2}
+					InF16: f16, OutF16: f16, NormIn: tc.norm, Residual: tc.res, Bias: tc.bias, SlabDepth: 2,
+					Tiled: tiled, MaxShared: int(ctx.Limits.MaxWorkgroupStorageSize), MaxThreads: int(ctx.Limits.MaxInvocationsPerWorkgroup)}
 				require.NoError(t, spec.Validate())
 				do, ho, wo := spec.Out()
 

@@ -14,7 +14,8 @@
 // and it holds their sizes and sha256 sums. A variant folder without a record is an
 // interrupted conversion; Find and List ignore it and the next Fetch or Import clears it.
 // A downloaded file is accepted only when its md5 matches the manifest, checked over the
-// whole file before anything parses it.
+// whole file before anything parses it. Fetch and Import hold an flock on <dir> itself while
+// they write, so two processes never interleave.
 package cache
 
 import (

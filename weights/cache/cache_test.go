@@ -725,6 +725,7 @@ func TestFetchNoConnectionFailsFast(t *testing.T) {
 	start := time.Now()
 	_, err := fetch(t, dir, manifestFor(url, strings.Repeat("0", 32)), Options{Retries: 3, RetryDelay: time.Second, Progress: &log})
 	require.ErrorContains(t, err, "no network?")
+	require.ErrorIs(t, err, ErrNoConnection)
 	require.ErrorContains(t, err, "ctseg weights import FILE")
 	require.NotContains(t, log.String(), "retrying", "a refused connection is not retried")
 	require.Less(t, time.Since(start), time.Second)
@@ -748,4 +749,27 @@ func TestFetchWaitsForAnotherProcess(t *testing.T) {
 
 	_, err = fetch(t, dir, manifestFor(srv.URL, sm.md5), Options{})
 	require.NoError(t, err)
+}
+
+func TestImportKeepsF32WhenValuesExceedF16(t *testing.T) {
+	sm := loadSmall(t)
+	sd, err := weights.Parse(sm.data)
+	require.NoError(t, err)
+	sd.Tensors[0].Data[0] = 1e6 // beyond float16's 65504
+	p := filepath.Join(t.TempDir(), "big.safetensors")
+	require.NoError(t, weights.Save(p, sd, weights.WriteOptions{}))
+
+	dir := t.TempDir()
+	var log bytes.Buffer
+	e, err := Import(dir, manifestFor("http://127.0.0.1:1", sm.md5), p, "3mm", Options{Progress: &log})
+	require.NoError(t, err)
+	require.Contains(t, log.String(), "caching f32 only")
+	require.Empty(t, e.F16)
+	require.NotContains(t, e.Record.Files, "f16")
+	_, err = e.Path("f16")
+	require.ErrorContains(t, err, "outside the float16 range")
+	got, err := e.Path("f32")
+	require.NoError(t, err)
+	require.Equal(t, e.F32, got)
+	require.NoError(t, Verify(e))
 }

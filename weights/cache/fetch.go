@@ -68,6 +68,10 @@ type transient struct{ err error }
 func (t transient) Error() string { return t.err.Error() }
 func (t transient) Unwrap() error { return t.err }
 
+// ErrNoConnection is wrapped by Fetch errors where no connection to the server could be made
+// (no DNS, refused, unreachable): a caller fetching several variants can stop trying.
+var ErrNoConnection = errors.New("no network")
+
 // errRestart asks the download loop to discard the partial file and start from byte 0.
 var errRestart = errors.New("restart")
 
@@ -397,8 +401,8 @@ func (d *downloader) netError(ctx context.Context, err error, got, total int64) 
 	if errors.As(err, &dnsErr) || errors.As(err, &opErr) {
 		// No connection at all: retrying in seconds rarely helps and would only delay
 		// `make run` on an offline machine.
-		return fmt.Errorf("downloading %s weights from %s: %v (no network? on an offline machine, copy %s over and run `ctseg weights import FILE`)",
-			d.v.Name, d.v.URL, err, d.v.DownloadName)
+		return fmt.Errorf("downloading %s weights from %s: %v (%w? on an offline machine, copy %s over and run `ctseg weights import FILE`)",
+			d.v.Name, d.v.URL, err, ErrNoConnection, d.v.DownloadName)
 	}
 	return transient{fmt.Errorf("downloading %s weights from %s: %v", d.v.Name, d.v.URL, err)}
 }
@@ -514,6 +518,9 @@ func parseContentRange(s string) (start, end, size int64, ok bool) {
 func defaultClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = time.Minute
+	// A network that silently drops packets should fail `make run`'s fetch in seconds, not
+	// the default transport's 30.
+	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return &http.Client{
 		Transport: t,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {

@@ -1,0 +1,149 @@
+// 3-D convolution 3x3x3, stride 1, zero padding 1, tiled through workgroup memory.
+// Input [{{.Cin}}][{{.D}}][{{.H}}][{{.W}}], output [{{.Cout}}][{{.D}}][{{.H}}][{{.W}}].
+// A workgroup computes a {{.TY}}x{{.TX}} tile of one output slice for {{.TN}} output channels.
+// For every chunk of {{.CK}} input channels it stages the input tile with its halo
+// ({{.CK}} x 3 x {{.TY}}+2 x {{.TX}}+2, with the fused GroupNorm+ReLU applied once per value
+// and zeros for the padding) and the chunk's weights in workgroup memory; each invocation then
+// accumulates {{.MX}} x-voxels (interleaved {{.SX}} apart, so neighbouring invocations read
+// neighbouring banks) times {{.MN}} output channels in registers.
+// Fused: {{if .NormIn}}GroupNorm affine + ReLU on the input, {{end}}{{if .Residual}}residual add, {{end}}{{if .Bias}}bias, {{end}}nothing else.
+
+struct Params { z0: u32, pad0: u32, pad1: u32, pad2: u32 }
+
+{{if .InF16}}@group(0) @binding(0) var<storage, read> src: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> src: array<f32>;{{end}}
+@group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
+{{if .OutF16}}@group(0) @binding(2) var<storage, read_write> dst: array<u32>;{{else}}@group(0) @binding(2) var<storage, read_write> dst: array<f32>;{{end}}
+@group(0) @binding(3) var<uniform> prm: Params;
+{{- $b := 4}}
+{{if .NormIn}}@group(0) @binding({{$b}}) var<storage, read> nrm: array<vec4<f32>>;
+{{- $b = add $b 1}}{{end}}
+{{if .Residual}}{{if .OutF16}}@group(0) @binding({{$b}}) var<storage, read> res: array<u32>;{{else}}@group(0) @binding({{$b}}) var<storage, read> res: array<f32>;{{end}}
+{{- $b = add $b 1}}{{end}}
+{{if .Bias}}@group(0) @binding({{$b}}) var<storage, read> bias: array<f32>;{{end}}
+
+const D: i32 = {{.D}}; const H: i32 = {{.H}}; const W: i32 = {{.W}};
+const PLANE: u32 = {{.Plane}}u;
+const OCQ: u32 = {{.OCQ}}u;       // vec4 groups of output channels in the layer
+const TY: u32 = {{.TY}}u; const TX: u32 = {{.TX}}u;
+const HY: u32 = {{.TY}}u + 2u; const HX: u32 = {{.TX}}u + 2u;
+const HPLANE: u32 = 3u * HY * HX; // one staged input channel
+const CK: u32 = {{.CK}}u;         // input channels per chunk (even)
+const NCHUNK: u32 = {{.NChunk}}u;
+const TNQ: u32 = {{.TNQ}}u;       // vec4 groups of output channels per workgroup
+const MNQ: u32 = {{.MNQ}}u;       // vec4 groups per invocation
+const MX: u32 = {{.MX}}u;
+const SX: u32 = {{.SX}}u;         // TX / MX: invocations along x
+const NVG: u32 = {{.NVG}}u;       // voxel groups (TY * SX)
+const THREADS: u32 = {{.Threads}}u;
+const TILES_X: u32 = {{.TilesX}}u;
+
+var<workgroup> sin: array<f32, {{.SIn}}>;          // [CK][3][HY][HX]
+var<workgroup> sw: array<vec4<f32>, {{.SW}}>;      // [CK][27][TNQ]
+
+@compute @workgroup_size({{.Threads}})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+	let tile = wid.x;
+	let y0 = i32((tile / TILES_X) * TY);
+	let x0 = i32((tile % TILES_X) * TX);
+	let oz = i32(prm.z0 + wid.y);
+	let ob = wid.z;                  // output-channel block of TNQ vec4 groups
+	let vg = lid % NVG;              // this invocation's voxels: row ty, columns tx + j*SX
+	let cg = lid / NVG;              // and output channels (cg*MNQ .. +MNQ) of the block
+	let ty = vg / SX;
+	let tx = vg % SX;
+	let busy = cg < TNQ / MNQ;
+	var acc: array<vec4<f32>, {{.Acc}}>; // [MX][MNQ]
+	for (var chunk = 0u; chunk < NCHUNK; chunk++) {
+		// stage the input tile: one channel pair per position
+		for (var i = lid; i < HPLANE * (CK / 2u); i += THREADS) {
+			let cp = i / HPLANE;
+			let r = i % HPLANE;
+			let dz = i32(r / (HY * HX));
+			let dy = i32((r / HX) % HY);
+			let dx = i32(r % HX);
+			let z = oz - 1 + dz; let y = y0 - 1 + dy; let x = x0 - 1 + dx;
+			var v = vec2<f32>(0.0);
+			if (z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W) {
+				let icp = chunk * (CK / 2u) + cp;
+				let g = u32((z * H + y) * W + x);
+{{- if .InF16}}
+				v = unpack2x16float(src[icp * PLANE + g]);
+{{- else}}
+				v = vec2<f32>(src[(2u * icp) * PLANE + g], src[(2u * icp + 1u) * PLANE + g]);
+{{- end}}
+{{- if .NormIn}}
+				let n = nrm[icp];
+				v = max(vec2<f32>(n.x, n.z) * v + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- end}}
+			}
+			sin[(2u * cp) * HPLANE + r] = v.x;
+			sin[(2u * cp + 1u) * HPLANE + r] = v.y;
+		}
+		// stage the chunk's weights: global [icp][tap][half][OCQ] -> [ck][tap][TNQ]
+		for (var i = lid; i < CK * 27u * TNQ; i += THREADS) {
+			let q = i % TNQ;
+			let t = (i / TNQ) % 27u;
+			let ck = i / (TNQ * 27u);
+			let ic = chunk * CK + ck;
+			sw[i] = wts[(((ic / 2u) * 27u + t) * 2u + (ic & 1u)) * OCQ + ob * TNQ + q];
+		}
+		workgroupBarrier();
+		if (busy) {
+			for (var ck = 0u; ck < CK; ck++) {
+				for (var kz = 0u; kz < 3u; kz++) {
+					for (var ky = 0u; ky < 3u; ky++) {
+						let rowb = ck * HPLANE + (kz * HY + ty + ky) * HX + tx;
+						let tapb = (ck * 27u + (kz * 3u + ky) * 3u) * TNQ + cg * MNQ;
+						for (var kx = 0u; kx < 3u; kx++) {
+							var xv: array<f32, {{.MX}}>;
+							for (var j = 0u; j < MX; j++) {
+								xv[j] = sin[rowb + j * SX + kx];
+							}
+							for (var q = 0u; q < MNQ; q++) {
+								let w = sw[tapb + kx * TNQ + q];
+								for (var j = 0u; j < MX; j++) {
+									acc[j * MNQ + q] += xv[j] * w;
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		workgroupBarrier();
+	}
+	if (!busy) { return; }
+	let oy = u32(y0) + ty;
+	if (oy >= u32(H)) { return; }
+	let obase = u32(oz) * u32(H * W) + oy * u32(W);
+	for (var j = 0u; j < MX; j++) {
+		let ox = u32(x0) + tx + j * SX;
+		if (ox >= u32(W)) { continue; }
+		let v = obase + ox;
+		for (var q = 0u; q < MNQ; q++) {
+			let oc = ((ob * TNQ) + cg * MNQ + q) * 4u;
+			var r = acc[j * MNQ + q];
+{{- if .Bias}}
+			r += vec4<f32>(bias[oc], bias[oc + 1u], bias[oc + 2u], bias[oc + 3u]);
+{{- end}}
+{{- if .OutF16}}
+			let p0 = (oc / 2u) * PLANE + v;
+			let p1 = p0 + PLANE;
+{{- if .Residual}}
+			r += vec4<f32>(unpack2x16float(res[p0]), unpack2x16float(res[p1]));
+{{- end}}
+			dst[p0] = pack2x16float(r.xy);
+			dst[p1] = pack2x16float(r.zw);
+{{- else}}
+			let p = oc * PLANE + v;
+{{- if .Residual}}
+			r += vec4<f32>(res[p], res[p + PLANE], res[p + 2u * PLANE], res[p + 3u * PLANE]);
+{{- end}}
+			dst[p] = r.x;
+			dst[p + PLANE] = r.y;
+			dst[p + 2u * PLANE] = r.z;
+			dst[p + 3u * PLANE] = r.w;
+{{- end}}
+		}
+	}
+}
