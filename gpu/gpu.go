@@ -105,13 +105,16 @@ func (c *Context) NewBuffer(label string, size uint64) (*Buffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: creating buffer %s (%d bytes): %w", label, size, err)
 	}
-	c.mu.Lock()
-	c.live += size
-	if c.live > c.peak {
-		c.peak = c.live
-	}
-	c.mu.Unlock()
+	c.count(int64(size))
 	return &Buffer{B: b, Size: size, ctx: c}, nil
+}
+
+// count adds bytes to the live total (a negative delta removes them) and raises the peak.
+func (c *Context) count(delta int64) {
+	c.mu.Lock()
+	c.live = uint64(int64(c.live) + delta)
+	c.peak = max(c.peak, c.live)
+	c.mu.Unlock()
 }
 
 // Release destroys the buffer now (not at garbage collection), so the peak stays honest.
@@ -122,9 +125,9 @@ func (b *Buffer) Release() {
 	b.B.Destroy()
 	b.B.Release()
 	b.B = nil
-	b.ctx.mu.Lock()
-	b.ctx.live -= b.Size
-	b.ctx.mu.Unlock()
+	if b.ctx != nil {
+		b.ctx.count(-int64(b.Size))
+	}
 }
 
 // PeakBytes is the largest total of live buffers since the context was made or ResetPeak.
@@ -190,8 +193,12 @@ func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: staging buffer: %w", err)
 	}
-	defer staging.Release()
-	defer staging.Destroy()
+	c.count(int64(size)) // staging is device memory too: the peak includes it
+	defer func() {
+		staging.Destroy()
+		staging.Release()
+		c.count(-int64(size))
+	}()
 	enc, err := c.Device.CreateCommandEncoder(nil)
 	if err != nil {
 		return nil, err

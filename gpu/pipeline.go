@@ -117,12 +117,7 @@ func (c *Context) NewUniform(label string, data []byte) (*Buffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: uniform %s: %w", label, err)
 	}
-	c.mu.Lock()
-	c.live += size
-	if c.live > c.peak {
-		c.peak = c.live
-	}
-	c.mu.Unlock()
+	c.count(int64(size))
 	buf := &Buffer{B: b, Size: size, ctx: c}
 	padded := make([]byte, size)
 	copy(padded, data)

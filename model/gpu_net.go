@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 
+	"github.com/cogentcore/webgpu/wgpu"
+
 	"ctseg/gpu"
 	"ctseg/shaders"
 )
@@ -43,7 +45,8 @@ func (t *gpuTensor) bytes() uint64 {
 // GPUNet is the network planned for one window size on one device: pipelines compiled,
 // weights uploaded and buffers assigned once, then replayed for every window.
 type GPUNet struct {
-	ctx        *gpu.Context
+	ctx        *gpu.Context // nil when planning only (see PlanGPU)
+	limits     gpu.Limits
 	net        *Net
 	opt        GPUOptions
 	D, H, W    int
@@ -62,13 +65,18 @@ type GPUNet struct {
 
 // NewGPUNet plans the network for windows of d x h x w voxels.
 func NewGPUNet(ctx *gpu.Context, net *Net, d, h, w int, opt GPUOptions) (*GPUNet, error) {
+	return newGPUNet(ctx, ctx.Limits, net, d, h, w, opt)
+}
+
+// newGPUNet builds the plan; with a nil ctx it only sizes it (PlanGPU).
+func newGPUNet(ctx *gpu.Context, limits gpu.Limits, net *Net, d, h, w int, opt GPUOptions) (*GPUNet, error) {
 	if d%8 != 0 || h%8 != 0 || w%8 != 0 || d <= 0 || h <= 0 || w <= 0 {
 		return nil, fmt.Errorf("gpu: window %dx%dx%d: every size must be a positive multiple of 8", d, h, w)
 	}
 	if opt.DispatchFLOPs <= 0 {
 		opt.DispatchFLOPs = 1e9
 	}
-	g := &GPUNet{ctx: ctx, net: net, opt: opt, D: d, H: h, W: w}
+	g := &GPUNet{ctx: ctx, limits: limits, net: net, opt: opt, D: d, H: h, W: w}
 	if err := g.build(); err != nil {
 		g.Release()
 		return nil, err
@@ -110,7 +118,7 @@ func (g *GPUNet) alloc(c, d, h, w int, f16 bool) (*gpuTensor, error) {
 			return t, nil
 		}
 	}
-	b, err := g.ctx.NewBuffer(fmt.Sprintf("act%d", len(g.pool)), need)
+	b, err := g.newBuffer(fmt.Sprintf("act%d", len(g.pool)), need)
 	if err != nil {
 		return nil, err
 	}
@@ -126,17 +134,56 @@ func (g *GPUNet) release(t *gpuTensor) {
 	}
 }
 
+// newBuffer creates a storage buffer, or in a plan only records its size (the same rounding
+// as gpu.Context.NewBuffer, so plans and runs agree to the byte).
+func (g *GPUNet) newBuffer(label string, size uint64) (*gpu.Buffer, error) {
+	if g.ctx == nil {
+		size = (size + 3) &^ 3
+		if size == 0 {
+			size = 4
+		}
+		if size > g.limits.MaxBufferSize {
+			return nil, fmt.Errorf("gpu: buffer %s needs %d bytes, over the device's maxBufferSize %d", label, size, g.limits.MaxBufferSize)
+		}
+		return &gpu.Buffer{Size: size}, nil
+	}
+	return g.ctx.NewBuffer(label, size)
+}
+
 func (g *GPUNet) ownedBuffer(label string, data []byte) (*gpu.Buffer, error) {
-	b, err := g.ctx.NewBuffer(label, uint64(len(data)))
+	b, err := g.newBuffer(label, uint64(len(data)))
 	if err != nil {
 		return nil, err
 	}
 	g.owned = append(g.owned, b)
 	g.track(b, b.Size)
-	if err := g.ctx.Write(b, 0, data); err != nil {
-		return nil, err
+	if g.ctx != nil {
+		if err := g.ctx.Write(b, 0, data); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
+}
+
+// compile compiles a spec's pipeline (nothing in a plan).
+func (g *GPUNet) compile(s shaders.Spec) (*gpu.Pipeline, error) {
+	if g.ctx == nil {
+		_, err := s.Source() // still validates the shapes
+		return nil, err
+	}
+	return shaders.Compile(g.ctx, s)
+}
+
+func (g *GPUNet) bindGroup(p *gpu.Pipeline, bs ...gpu.Binding) (*wgpu.BindGroup, error) {
+	for _, b := range bs {
+		if b.Buf != nil && b.Size > g.MaxBinding {
+			g.MaxBinding = b.Size
+		}
+	}
+	if g.ctx == nil {
+		return nil, nil
+	}
+	return g.ctx.BindGroup(p, bs...)
 }
 
 func (g *GPUNet) uniform(label string, words ...uint32) (*gpu.Buffer, error) {
@@ -144,13 +191,25 @@ func (g *GPUNet) uniform(label string, words ...uint32) (*gpu.Buffer, error) {
 	for i, w := range words {
 		binary.LittleEndian.PutUint32(data[4*i:], w)
 	}
-	b, err := g.ctx.NewUniform(label, data)
-	if err != nil {
+	var b *gpu.Buffer
+	var err error
+	if g.ctx == nil {
+		b = &gpu.Buffer{Size: uint64((len(data) + 15) &^ 15)}
+	} else if b, err = g.ctx.NewUniform(label, data); err != nil {
 		return nil, err
 	}
 	g.owned = append(g.owned, b)
 	g.track(b, 0)
 	return b, nil
+}
+
+// floatsN encodes n floats of v; a plan's shape-only network has no values, so its buffers
+// are sized from n alone.
+func floatsN(v []float32, n int) []byte {
+	if len(v) < n {
+		return make([]byte, 4*n)
+	}
+	return floatBytes(v[:n])
 }
 
 func floatBytes(v []float32) []byte {
@@ -162,7 +221,7 @@ func floatBytes(v []float32) []byte {
 }
 
 func (g *GPUNet) build() error {
-	in, err := g.ctx.NewBuffer("input", uint64(4*g.D*g.H*g.W))
+	in, err := g.newBuffer("input", uint64(4*g.D*g.H*g.W))
 	if err != nil {
 		return err
 	}
@@ -249,8 +308,8 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 	}
 	if spec.CanTile() && !g.opt.Untiled {
 		spec.Tiled = true
-		spec.MaxShared = int(g.ctx.Limits.MaxWorkgroupStorageSize)
-		spec.MaxThreads = int(g.ctx.Limits.MaxInvocationsPerWorkgroup)
+		spec.MaxShared = int(g.limits.MaxWorkgroupStorageSize)
+		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
 	}
 	if c.K == 3 {
 		spec.XB = g.opt.ConvXB
@@ -270,15 +329,23 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 	if err != nil {
 		return nil, err
 	}
-	p, err := shaders.Compile(g.ctx, spec)
+	p, err := g.compile(spec)
 	if err != nil {
 		return nil, err
 	}
-	packed, err := spec.PackWeights(c.W)
-	if err != nil {
-		return nil, err
+	var wb *gpu.Buffer
+	if g.ctx == nil {
+		wb, err = g.newBuffer(c.Name+".weight", spec.PackedBytes())
+		if err == nil {
+			g.owned = append(g.owned, wb)
+			g.track(wb, wb.Size)
+		}
+	} else {
+		var packed []byte
+		if packed, err = spec.PackWeights(c.W); err == nil {
+			wb, err = g.ownedBuffer(c.Name+".weight", packed)
+		}
 	}
-	wb, err := g.ownedBuffer(c.Name+".weight", packed)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +357,7 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		binds = append(binds, g.bind(residual))
 	}
 	if c.B != nil {
-		bb, err := g.ownedBuffer(c.Name+".bias", floatBytes(c.B))
+		bb, err := g.ownedBuffer(c.Name+".bias", floatsN(c.B, c.Out))
 		if err != nil {
 			return nil, err
 		}
@@ -303,7 +370,7 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 			return nil, err
 		}
 		binds[3] = gpu.Whole(u)
-		bg, err := g.ctx.BindGroup(p, binds...)
+		bg, err := g.bindGroup(p, binds...)
 		if err != nil {
 			return nil, err
 		}
@@ -334,7 +401,7 @@ func (g *GPUNet) groupNorm(x *gpuTensor, n *Norm) (*gpu.Buffer, error) {
 		if size < 16*8*256 {
 			size = 16 * 8 * 256
 		}
-		b, err := g.ctx.NewBuffer("groupnorm-partials", size)
+		b, err := g.newBuffer("groupnorm-partials", size)
 		if err != nil {
 			return nil, err
 		}
@@ -342,35 +409,35 @@ func (g *GPUNet) groupNorm(x *gpuTensor, n *Norm) (*gpu.Buffer, error) {
 		g.track(b, b.Size)
 		g.partials = b
 	}
-	nb, err := g.ctx.NewBuffer(n.Name+".scale-shift", spec.NormBytes())
+	nb, err := g.newBuffer(n.Name+".scale-shift", spec.NormBytes())
 	if err != nil {
 		return nil, err
 	}
 	g.owned = append(g.owned, nb)
 	g.track(nb, nb.Size)
-	gb, err := g.ownedBuffer(n.Name+".weight", floatBytes(n.Gamma))
+	gb, err := g.ownedBuffer(n.Name+".weight", floatsN(n.Gamma, n.C))
 	if err != nil {
 		return nil, err
 	}
-	bb, err := g.ownedBuffer(n.Name+".bias", floatBytes(n.Beta))
+	bb, err := g.ownedBuffer(n.Name+".bias", floatsN(n.Beta, n.C))
 	if err != nil {
 		return nil, err
 	}
-	p1, err := shaders.Compile(g.ctx, spec)
+	p1, err := g.compile(spec)
 	if err != nil {
 		return nil, err
 	}
 	fin := shaders.GroupNormFinalize{GroupNormStats: spec}
-	p2, err := shaders.Compile(g.ctx, fin)
+	p2, err := g.compile(fin)
 	if err != nil {
 		return nil, err
 	}
 	part := gpu.Binding{Buf: g.partials, Size: spec.PartialsBytes()}
-	bg1, err := g.ctx.BindGroup(p1, g.bind(x), part)
+	bg1, err := g.bindGroup(p1, g.bind(x), part)
 	if err != nil {
 		return nil, err
 	}
-	bg2, err := g.ctx.BindGroup(p2, part, gpu.Whole(gb), gpu.Whole(bb), gpu.Whole(nb))
+	bg2, err := g.bindGroup(p2, part, gpu.Whole(gb), gpu.Whole(bb), gpu.Whole(nb))
 	if err != nil {
 		return nil, err
 	}
@@ -391,11 +458,11 @@ func (g *GPUNet) upsampleAdd(low, skip *gpuTensor) (*gpuTensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := shaders.Compile(g.ctx, spec)
+	p, err := g.compile(spec)
 	if err != nil {
 		return nil, err
 	}
-	bg, err := g.ctx.BindGroup(p, g.bind(low), g.bind(skip), g.bind(out))
+	bg, err := g.bindGroup(p, g.bind(low), g.bind(skip), g.bind(out))
 	if err != nil {
 		return nil, err
 	}

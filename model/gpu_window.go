@@ -7,6 +7,7 @@ import (
 
 	"ctseg/gpu"
 	"ctseg/shaders"
+	"ctseg/weights"
 )
 
 // SliceSink receives finished z-slices of the blended result, in increasing z, exactly once
@@ -43,79 +44,164 @@ func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, sink SliceSink, pr
 	return w.run(vol, sink, progress)
 }
 
+// windowLayout is the sizing of a sliding-window pass: the accumulator ring, its split into
+// buffers, the head's output chunks. It depends only on shapes and limits, so the planner
+// (PlanGPU, `ctseg segment --dry-run`) and the real run use the same numbers.
+type windowLayout struct {
+	plan      *WindowPlan
+	acc       shaders.Accumulator
+	ring      int // slots
+	segSlots  int // slots per segment buffer
+	slotBytes uint64
+	headNZ    int // slices per head chunk
+	perSlice  uint64
+	k         int
+}
+
+func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16, argmax bool) (*windowLayout, error) {
+	l := &windowLayout{plan: plan, k: cfg.OutChannels}
+	l.acc = shaders.Accumulator{C: cfg.InitFilters, HV: plan.Size[1], WV: plan.Size[2], F16: f16}
+	l.ring = RingDepth(plan)
+	l.slotBytes = uint64(4 * l.acc.SlotWords())
+	limit := min(limits.MaxStorageBufferBindingSize, limits.MaxBufferSize)
+	l.segSlots = int(limit / l.slotBytes)
+	if l.segSlots < 1 {
+		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", plan.Size[1], plan.Size[2], l.slotBytes, limit)
+	}
+	l.segSlots = min(l.segSlots, l.ring)
+	l.perSlice = uint64(4 * plan.Size[1] * plan.Size[2])
+	if !argmax {
+		l.perSlice *= uint64(cfg.OutChannels)
+	}
+	l.headNZ = int(min(limit, 64<<20) / l.perSlice) // chunks of at most 64 MiB of output
+	if l.headNZ < 1 {
+		return nil, fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", l.perSlice)
+	}
+	l.headNZ = min(l.headNZ, l.ring)
+	return l, nil
+}
+
+// segBytes lists the accumulator buffers' sizes.
+func (l *windowLayout) segBytes() []uint64 {
+	var out []uint64
+	for s := 0; s < l.ring; s += l.segSlots {
+		out = append(out, uint64(min(l.segSlots, l.ring-s))*l.slotBytes)
+	}
+	return out
+}
+
+// run is a slot run: consecutive z (volume coordinates) in consecutive slots of one segment.
+type run struct{ z0, nz, seg, slot int }
+
+// runs splits [z0, z1) at ring wrap-around and segment boundaries, and into pieces of at most
+// maxNZ slices.
+func (l *windowLayout) runs(z0, z1, maxNZ int) []run {
+	var out []run
+	for z := z0; z < z1; {
+		slot := z % l.ring
+		seg, local := slot/l.segSlots, slot%l.segSlots
+		n := min(z1-z, l.ring-slot, l.segSlots-local, maxNZ)
+		out = append(out, run{z0: z, nz: n, seg: seg, slot: local})
+		z += n
+	}
+	return out
+}
+
+// rowZ is the z-range of volume slices the windows of row start sz cover.
+func (l *windowLayout) rowZ(sz int) (int, int) {
+	p := l.plan
+	return max(sz-p.PadBefore[0], 0), min(sz-p.PadBefore[0]+p.ROI[0], p.Size[0])
+}
+
+// finishedBefore is the first slice the next row touches (the volume's end after the last).
+func (l *windowLayout) finishedBefore(ri int) int {
+	if ri+1 < len(l.plan.Starts[0]) {
+		z, _ := l.rowZ(l.plan.Starts[0][ri+1])
+		return z
+	}
+	return l.plan.Size[0]
+}
+
+// passBytes is the memory the pass holds for its whole run, and transientBytes the most it
+// adds at once on top (one row's window uniforms, or one head chunk's readback staging).
+func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
+	total := uint64(0)
+	for _, b := range l.segBytes() {
+		total += b
+	}
+	total += 4 * uint64(roi[0]*roi[1]*roi[2])            // importance map
+	total += 4 * uint64(cfg.OutChannels*cfg.InitFilters) // head weights
+	total += 4 * uint64(cfg.OutChannels)                 // head bias
+	return total + uint64(l.headNZ)*l.perSlice           // head output chunk
+}
+
+func (l *windowLayout) transientBytes() uint64 {
+	var most uint64
+	finished := 0
+	for ri, sz := range l.plan.Starts[0] { // the same walk as windowPass.run
+		z0, z1 := l.rowZ(sz)
+		n := len(l.plan.Starts[1]) * len(l.plan.Starts[2]) * len(l.runs(z0, z1, l.ring))
+		most = max(most, uint64(16*n))
+		next := l.finishedBefore(ri)
+		for _, r := range l.runs(finished, next, l.headNZ) {
+			most = max(most, uint64(r.nz)*l.perSlice)
+		}
+		finished = max(finished, next)
+	}
+	return most
+}
+
 // windowPass holds the per-volume GPU state of one sliding-window run.
 type windowPass struct {
-	g        *GPUNet
-	plan     *WindowPlan
-	argmax   bool
-	acc      shaders.Accumulator
-	ring     int // slots
-	segSlots int // slots per segment buffer
-	segs     []*gpu.Buffer
-	gmap     *gpu.Buffer
-	headW    *gpu.Buffer
-	headB    *gpu.Buffer
-	headOut  *gpu.Buffer
-	headNZ   int // slices per head chunk
-	blend    *shaders.Blend
-	blendP   *gpu.Pipeline
-	zeroP    map[int]*gpu.Pipeline
-	tmp      []*gpu.Buffer // uniforms made per row, released after it
-	runner   *gpu.Runner
-	peak     uint64
+	*windowLayout
+	g       *GPUNet
+	argmax  bool
+	segs    []*gpu.Buffer
+	gmap    *gpu.Buffer
+	headW   *gpu.Buffer
+	headB   *gpu.Buffer
+	headOut *gpu.Buffer
+	blend   *shaders.Blend
+	blendP  *gpu.Pipeline
+	zeroP   map[int]*gpu.Pipeline
+	tmp     []*gpu.Buffer // uniforms made per row, released after it
+	runner  *gpu.Runner
 }
 
 func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error) {
 	ctx := g.ctx
 	n := g.net
-	w := &windowPass{g: g, plan: plan, argmax: argmax, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
-	w.acc = shaders.Accumulator{C: n.Cfg.InitFilters, HV: plan.Size[1], WV: plan.Size[2]}
-	w.ring = RingDepth(plan)
-	slotBytes := uint64(4 * w.acc.SlotFloats())
-	limit := min(ctx.Limits.MaxStorageBufferBindingSize, ctx.Limits.MaxBufferSize)
-	w.segSlots = int(limit / slotBytes)
-	if w.segSlots < 1 {
-		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", plan.Size[1], plan.Size[2], slotBytes, limit)
+	l, err := newWindowLayout(n.Cfg, plan, ctx.Limits, g.opt.F16, argmax)
+	if err != nil {
+		return nil, err
 	}
-	w.segSlots = min(w.segSlots, w.ring)
+	w := &windowPass{windowLayout: l, g: g, argmax: argmax, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
 	fail := func(err error) (*windowPass, error) { w.release(); return nil, err }
-	for s := 0; s < w.ring; s += w.segSlots {
-		b, err := ctx.NewBuffer("accumulator", uint64(min(w.segSlots, w.ring-s))*slotBytes)
+	for _, size := range l.segBytes() {
+		b, err := ctx.NewBuffer("accumulator", size)
 		if err != nil {
 			return fail(err)
 		}
 		w.segs = append(w.segs, b)
 	}
-	var err error
-	if w.gmap, err = ctx.NewBuffer("importance", uint64(4*g.D*g.H*g.W)); err != nil {
-		return fail(err)
+	upload := func(label string, v []float32) (*gpu.Buffer, error) {
+		b, err := ctx.NewBuffer(label, uint64(4*len(v)))
+		if err == nil {
+			err = ctx.Write(b, 0, floatBytes(v))
+		}
+		return b, err
 	}
-	if err := ctx.Write(w.gmap, 0, floatBytes(plan.ImportanceMap())); err != nil {
+	if w.gmap, err = upload("importance", plan.ImportanceMap()); err != nil {
 		return fail(err)
 	}
 	// head weights [K][C] straight from PyTorch's [K][C][1][1][1]
-	if w.headW, err = ctx.NewBuffer("head.weight", uint64(4*len(n.Final.W))); err != nil {
+	if w.headW, err = upload("head.weight", n.Final.W); err != nil {
 		return fail(err)
 	}
-	if err := ctx.Write(w.headW, 0, floatBytes(n.Final.W)); err != nil {
+	if w.headB, err = upload("head.bias", n.Final.B); err != nil {
 		return fail(err)
 	}
-	if w.headB, err = ctx.NewBuffer("head.bias", uint64(4*len(n.Final.B))); err != nil {
-		return fail(err)
-	}
-	if err := ctx.Write(w.headB, 0, floatBytes(n.Final.B)); err != nil {
-		return fail(err)
-	}
-	perSlice := uint64(4 * plan.Size[1] * plan.Size[2])
-	if !argmax {
-		perSlice *= uint64(n.Cfg.OutChannels)
-	}
-	w.headNZ = int(min(limit, 64<<20) / perSlice) // chunks of at most 64 MiB of output
-	if w.headNZ < 1 {
-		return fail(fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", perSlice))
-	}
-	w.headNZ = min(w.headNZ, w.ring)
-	if w.headOut, err = ctx.NewBuffer("head.out", uint64(w.headNZ)*perSlice); err != nil {
+	if w.headOut, err = ctx.NewBuffer("head.out", uint64(w.headNZ)*w.perSlice); err != nil {
 		return fail(err)
 	}
 	w.blend = &shaders.Blend{Acc: w.acc, RD: g.D, RH: g.H, RW: g.W, F16: g.opt.F16}
@@ -139,25 +225,8 @@ func (w *windowPass) release() {
 	w.segs, w.tmp = nil, nil
 }
 
-// run is a slot run: consecutive z (volume coordinates) in consecutive slots of one segment.
-type run struct{ z0, nz, seg, slot int }
-
-// runs splits [z0, z1) at ring wrap-around and segment boundaries, and into pieces of at most
-// maxNZ slices.
-func (w *windowPass) runs(z0, z1, maxNZ int) []run {
-	var out []run
-	for z := z0; z < z1; {
-		slot := z % w.ring
-		seg, local := slot/w.segSlots, slot%w.segSlots
-		n := min(z1-z, w.ring-slot, w.segSlots-local, maxNZ)
-		out = append(out, run{z0: z, nz: n, seg: seg, slot: local})
-		z += n
-	}
-	return out
-}
-
 func (w *windowPass) slotBinding(r run) gpu.Binding {
-	sb := uint64(4 * w.acc.SlotFloats())
+	sb := uint64(4 * w.acc.SlotWords())
 	return gpu.Binding{Buf: w.segs[r.seg], Offset: uint64(r.slot) * sb, Size: uint64(r.nz) * sb}
 }
 
@@ -174,7 +243,7 @@ func (w *windowPass) uniform(words ...uint32) (*gpu.Buffer, error) {
 }
 
 func (w *windowPass) zero(r run) (gpu.Dispatch, error) {
-	n := r.nz * w.acc.SlotFloats()
+	n := r.nz * w.acc.SlotWords()
 	p, ok := w.zeroP[n]
 	spec := &shaders.Zero{N: n}
 	if !ok {
@@ -196,12 +265,11 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 	plan, g := w.plan, w.g
 	pad := plan.PadBefore
 	D := plan.Size[0]
-	zRange := func(sz int) (int, int) { return max(sz-pad[0], 0), min(sz-pad[0]+plan.ROI[0], D) }
 	windows := plan.Windows()
 	done, entered, finished := 0, 0, 0
 	inBuf := make([]float32, g.D*g.H*g.W)
 	for ri, sz := range plan.Starts[0] {
-		z0, z1 := zRange(sz)
+		z0, z1 := w.rowZ(sz)
 		var ds []gpu.Dispatch
 		for _, r := range w.runs(entered, z1, w.ring) { // slices entering the ring start at zero
 			d, err := w.zero(r)
@@ -249,10 +317,7 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 		}
 		w.tmp = nil
 		// slices before the next row's first slice are final
-		next := D
-		if ri+1 < len(plan.Starts[0]) {
-			next, _ = zRange(plan.Starts[0][ri+1])
-		}
+		next := w.finishedBefore(ri)
 		if err := w.finish(finished, next, sink); err != nil {
 			return err
 		}

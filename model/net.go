@@ -67,7 +67,10 @@ func NewNet(sd *weights.StateDict) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := netBuilder{sd: sd}
+	return buildNet(cfg, &netBuilder{sd: sd})
+}
+
+func buildNet(cfg weights.Config, b *netBuilder) (*Net, error) {
 	F := cfg.InitFilters
 	n := &Net{Cfg: cfg}
 	n.Init = b.conv("convInit.conv", cfg.InChannels, F, 3, 1, false)
@@ -100,7 +103,16 @@ func NewNet(sd *weights.StateDict) (*Net, error) {
 	return n, nil
 }
 
-// netBuilder looks tensors up by name; InferConfig has already checked names and shapes, so
+// NetShape is the network of a configuration without weights (nil slices): enough to plan
+// buffers and FLOPs before any weights are loaded.
+func NetShape(cfg weights.Config) (*Net, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return buildNet(cfg, &netBuilder{})
+}
+
+// netBuilder looks tensors up by name (nothing when sd is nil, for NetShape); InferConfig has already checked names and shapes, so
 // a miss here is a bug, reported as an error rather than a panic.
 type netBuilder struct {
 	sd  *weights.StateDict
@@ -108,6 +120,9 @@ type netBuilder struct {
 }
 
 func (b *netBuilder) get(name string, size int) []float32 {
+	if b.sd == nil {
+		return nil
+	}
 	t := b.sd.Get(name)
 	if t == nil || len(t.Data) != size {
 		if b.err == nil {

@@ -7,17 +7,32 @@ import (
 )
 
 // Accumulator describes the ring of z-slots the blend and head kernels share: each slot holds
-// C feature channels and the weight sum for one z-slice of the volume, [C+1][HV][WV], at a
-// stride rounded up to 64 floats so any slot can start a binding (256-byte offset alignment).
+// C feature channels and the weight sum for one z-slice of the volume, [C+1][HV][WV] in f32,
+// or with F16 the channels as C/2 planes of packed pairs followed by the f32 weight sum
+// ([C/2+1][HV][WV] words), at a stride rounded up to 64 words so any slot can start a binding
+// (256-byte offset alignment).
 type Accumulator struct {
 	C      int
 	HV, WV int
+	F16    bool
 }
 
-// SlotFloats is the stride of one z-slot in floats.
-func (a Accumulator) SlotFloats() int {
-	n := (a.C + 1) * a.HV * a.WV
+// SlotWords is the stride of one z-slot in 4-byte words.
+func (a Accumulator) SlotWords() int {
+	planes := a.C + 1
+	if a.F16 {
+		planes = a.C/2 + 1
+	}
+	n := planes * a.HV * a.WV
 	return (n + 63) &^ 63
+}
+
+// WeightPlane is the word offset of the weight-sum plane within a slot.
+func (a Accumulator) WeightPlane() int {
+	if a.F16 {
+		return a.C / 2 * a.HV * a.WV
+	}
+	return a.C * a.HV * a.WV
 }
 
 // Blend specialises blend.wgsl for one window size.
@@ -48,7 +63,8 @@ func (b *Blend) Source() (string, error) {
 	}
 	return Render("blend.wgsl", map[string]any{
 		"C": b.Acc.C, "CP": b.Acc.C / 2, "RH": b.RH, "RW": b.RW, "RPlane": b.RD * b.RH * b.RW,
-		"HV": b.Acc.HV, "WV": b.Acc.WV, "HWV": b.Acc.HV * b.Acc.WV, "Slot": b.Acc.SlotFloats(), "F16": b.F16,
+		"HV": b.Acc.HV, "WV": b.Acc.WV, "HWV": b.Acc.HV * b.Acc.WV, "Slot": b.Acc.SlotWords(), "F16": b.F16,
+		"AccF16": b.Acc.F16, "WPlane": b.Acc.WeightPlane(),
 	})
 }
 
@@ -88,7 +104,8 @@ func (h *Head) OutBytes() uint64 {
 func (h *Head) Source() (string, error) {
 	_, _, gx := grid1D(h.nv())
 	return Render("head.wgsl", map[string]any{
-		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotFloats(), "NV": h.nv(),
+		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotWords(), "NV": h.nv(),
+		"AccF16": h.Acc.F16, "WPlane": h.Acc.WeightPlane(),
 		"NZ": h.NZ, "GX": gx, "Argmax": h.Argmax,
 	})
 }

@@ -4,14 +4,15 @@
 // channels and applying it afterwards equals MONAI's blending of the logits, in a fraction of
 // the memory. The accumulator is a ring of z-slots, each slot
 // [{{.C}} channels + weight sum][{{.HV}}][{{.WV}}] at a stride of {{.Slot}} floats; this dispatch
-// binds the slots of a run of consecutive z (window-local z from prm.wz0).
+// binds the slots of a run of consecutive z (window-local z from prm.wz0). {{if .AccF16}}Channels are
+// accumulated as packed f16 pairs (f32 arithmetic), the weight sum in f32.{{end}}
 
 struct Params { wz0: u32, nz: u32, oy: i32, ox: i32 }
 
 {{if .F16}}@group(0) @binding(0) var<storage, read> feat: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> feat: array<f32>;{{end}}
 @group(0) @binding(1) var<storage, read> nrm: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> gmap: array<f32>;
-@group(0) @binding(3) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> acc: array<{{if .AccF16}}u32{{else}}f32{{end}}>;
 @group(0) @binding(4) var<uniform> prm: Params;
 
 const CP: u32 = {{.CP}}u;
@@ -42,9 +43,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {{- end}}
 		let n = nrm[cp];
 		let a = max(vec2<f32>(n.x, n.z) * f + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- if .AccF16}}
+		let o = base + cp * HW;
+		acc[o] = pack2x16float(unpack2x16float(acc[o]) + g * a);
+	}
+	acc[base + {{.WPlane}}u] = bitcast<u32>(bitcast<f32>(acc[base + {{.WPlane}}u]) + g);
+{{- else}}
 		let o = base + 2u * cp * HW;
 		acc[o] += g * a.x;
 		acc[o + HW] += g * a.y;
 	}
-	acc[base + 2u * CP * HW] += g;
+	acc[base + {{.WPlane}}u] += g;
+{{- end}}
 }

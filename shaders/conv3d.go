@@ -233,6 +233,11 @@ func (c *Conv3D) FLOPsPerSlice() float64 {
 	return 2 * float64(c.Cin) * float64(c.Cout) * float64(c.K*c.K*c.K) * float64(ho*wo)
 }
 
+// PackedBytes is the size of PackWeights' result.
+func (c *Conv3D) PackedBytes() uint64 {
+	return uint64((c.Cin+1)/2*c.K*c.K*c.K*2*c.Cout) * 4
+}
+
 // PackWeights lays PyTorch weights [Cout][Cin][K][K][K] out as the shader reads them:
 // [Cin pair][tap][pair half][Cout] (vec4 groups of 4 output channels), zero for the missing
 // channel of a 1-channel input.

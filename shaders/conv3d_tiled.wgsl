@@ -52,7 +52,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 	let ty = vg / SX;
 	let tx = vg % SX;
 	let busy = cg < TNQ / MNQ;
-	var acc: array<vec4<f32>, {{.Acc}}>; // [MX][MNQ]
+	// accumulators a<j>_<q>: x-voxel j, vec4 channel group q; named scalars rather than an
+	// array, so no compiler can demote them to local memory
+{{- range $j := seq .MX}}{{range $q := seq $.MNQ}}
+	var a{{$j}}_{{$q}} = vec4<f32>(0.0);
+{{- end}}{{end}}
 	for (var chunk = 0u; chunk < NCHUNK; chunk++) {
 		// stage the input tile: one channel pair per position
 		for (var i = lid; i < HPLANE * (CK / 2u); i += THREADS) {
@@ -94,18 +98,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 					for (var ky = 0u; ky < 3u; ky++) {
 						let rowb = ck * HPLANE + (kz * HY + ty + ky) * HX + tx;
 						let tapb = (ck * 27u + (kz * 3u + ky) * 3u) * TNQ + cg * MNQ;
-						for (var kx = 0u; kx < 3u; kx++) {
-							var xv: array<f32, {{.MX}}>;
-							for (var j = 0u; j < MX; j++) {
-								xv[j] = sin[rowb + j * SX + kx];
-							}
-							for (var q = 0u; q < MNQ; q++) {
-								let w = sw[tapb + kx * TNQ + q];
-								for (var j = 0u; j < MX; j++) {
-									acc[j * MNQ + q] += xv[j] * w;
-								}
-							}
+{{- range $kx := seq 3}}
+{{- range $j := seq $.MX}}
+						let x{{$j}}_{{$kx}} = sin[rowb + {{$j}}u * SX + {{$kx}}u];
+{{- end}}
+{{- range $q := seq $.MNQ}}
+						{
+							let w = sw[tapb + {{$kx}}u * TNQ + {{$q}}u];
+{{- range $j := seq $.MX}}
+							a{{$j}}_{{$q}} += x{{$j}}_{{$kx}} * w;
+{{- end}}
 						}
+{{- end}}
+{{- end}}
 					}
 				}
 			}
@@ -116,34 +121,40 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 	let oy = u32(y0) + ty;
 	if (oy >= u32(H)) { return; }
 	let obase = u32(oz) * u32(H * W) + oy * u32(W);
-	for (var j = 0u; j < MX; j++) {
-		let ox = u32(x0) + tx + j * SX;
-		if (ox >= u32(W)) { continue; }
-		let v = obase + ox;
-		for (var q = 0u; q < MNQ; q++) {
-			let oc = ((ob * TNQ) + cg * MNQ + q) * 4u;
-			var r = acc[j * MNQ + q];
-{{- if .Bias}}
-			r += vec4<f32>(bias[oc], bias[oc + 1u], bias[oc + 2u], bias[oc + 3u]);
-{{- end}}
-{{- if .OutF16}}
-			let p0 = (oc / 2u) * PLANE + v;
-			let p1 = p0 + PLANE;
-{{- if .Residual}}
-			r += vec4<f32>(unpack2x16float(res[p0]), unpack2x16float(res[p1]));
-{{- end}}
-			dst[p0] = pack2x16float(r.xy);
-			dst[p1] = pack2x16float(r.zw);
-{{- else}}
-			let p = oc * PLANE + v;
-{{- if .Residual}}
-			r += vec4<f32>(res[p], res[p + PLANE], res[p + 2u * PLANE], res[p + 3u * PLANE]);
-{{- end}}
-			dst[p] = r.x;
-			dst[p + PLANE] = r.y;
-			dst[p + 2u * PLANE] = r.z;
-			dst[p + 3u * PLANE] = r.w;
+{{- range $j := seq .MX}}
+	{
+		let ox = u32(x0) + tx + {{$j}}u * SX;
+		if (ox < u32(W)) {
+			let v = obase + ox;
+{{- range $q := seq $.MNQ}}
+			store(v, ((ob * TNQ) + cg * MNQ + {{$q}}u) * 4u, a{{$j}}_{{$q}});
 {{- end}}
 		}
 	}
+{{- end}}
+}
+
+fn store(v: u32, oc: u32, acc: vec4<f32>) {
+	var r = acc;
+{{- if .Bias}}
+	r += vec4<f32>(bias[oc], bias[oc + 1u], bias[oc + 2u], bias[oc + 3u]);
+{{- end}}
+{{- if .OutF16}}
+	let p0 = (oc / 2u) * PLANE + v;
+	let p1 = p0 + PLANE;
+{{- if .Residual}}
+	r += vec4<f32>(unpack2x16float(res[p0]), unpack2x16float(res[p1]));
+{{- end}}
+	dst[p0] = pack2x16float(r.xy);
+	dst[p1] = pack2x16float(r.zw);
+{{- else}}
+	let p = oc * PLANE + v;
+{{- if .Residual}}
+	r += vec4<f32>(res[p], res[p + PLANE], res[p + 2u * PLANE], res[p + 3u * PLANE]);
+{{- end}}
+	dst[p] = r.x;
+	dst[p + PLANE] = r.y;
+	dst[p + 2u * PLANE] = r.z;
+	dst[p + 3u * PLANE] = r.w;
+{{- end}}
 }

@@ -2,7 +2,7 @@
 // accumulator / weight sum, then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
 // {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
 
-@group(0) @binding(0) var<storage, read> acc: array<f32>;
+@group(0) @binding(0) var<storage, read> acc: array<{{if .AccF16}}u32{{else}}f32{{end}}>;
 @group(0) @binding(1) var<storage, read> wts: array<f32>;  // [K][C]
 @group(0) @binding(2) var<storage, read> bias: array<f32>; // [K]
 @group(0) @binding(3) var<storage, read_write> dst: array<{{if .Argmax}}u32{{else}}f32{{end}}>;
@@ -21,11 +21,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 	let iz = i / HW;
 	let v = i % HW;
 	let base = iz * SLOT + v;
-	let inv = 1.0 / acc[base + C * HW];
 	var f: array<f32, {{.C}}>;
+{{- if .AccF16}}
+	let inv = 1.0 / bitcast<f32>(acc[base + {{.WPlane}}u]);
+	for (var cp = 0u; cp < C / 2u; cp++) {
+		let p = unpack2x16float(acc[base + cp * HW]) * inv;
+		f[2u * cp] = p.x;
+		f[2u * cp + 1u] = p.y;
+	}
+{{- else}}
+	let inv = 1.0 / acc[base + {{.WPlane}}u];
 	for (var c = 0u; c < C; c++) {
 		f[c] = acc[base + c * HW] * inv;
 	}
+{{- end}}
 {{- if .Argmax}}
 	var best = -3.0e38;
 	var arg = 0u;

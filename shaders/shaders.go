@@ -28,6 +28,14 @@ func templates() (*template.Template, error) {
 	tmplOnce.Do(func() {
 		tmpl, tmplErr = template.New("").Option("missingkey=error").Funcs(template.FuncMap{
 			"add": func(a, b int) int { return a + b },
+			// seq n is 0..n-1, for unrolling loops in templates
+			"seq": func(n int) []int {
+				s := make([]int, n)
+				for i := range s {
+					s[i] = i
+				}
+				return s
+			},
 		}).ParseFS(files, "*.wgsl")
 	})
 	return tmpl, tmplErr

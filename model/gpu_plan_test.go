@@ -1,0 +1,61 @@
+package model_test
+
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"ctseg/internal/gputest"
+	"ctseg/model"
+	"ctseg/weights"
+)
+
+// TestPlanMatchesRun checks that the planner (what `ctseg segment --dry-run` prints) predicts a
+// real run's peak GPU memory to the byte, for padded and unpadded volumes, f32 and f16, labels
+// and logits.
+func TestPlanMatchesRun(t *testing.T) {
+	ctx := gputest.Context(t)
+	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 5, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+	net, err := model.NewNet(weights.Random(cfg, 3))
+	require.NoError(t, err)
+	cases := []struct {
+		size   [3]int
+		f16    bool
+		argmax bool
+	}{
+		{[3]int{40, 21, 35}, false, true},
+		{[3]int{13, 30, 17}, true, false},
+		{[3]int{50, 18, 16}, true, true},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%v_f16%v_argmax%v", tc.size, tc.f16, tc.argmax), func(t *testing.T) {
+			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+			plan, err := model.PlanWindows(tc.size[0], tc.size[1], tc.size[2], opt)
+			require.NoError(t, err)
+			gopt := model.GPUOptions{F16: tc.f16}
+			want, err := model.PlanGPU(cfg, plan, ctx.Limits, gopt, tc.argmax)
+			require.NoError(t, err)
+
+			base := ctx.LiveBytes()
+			ctx.ResetPeak()
+			g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
+			require.NoError(t, err)
+			require.Equal(t, want.NetworkBytes, g.PlanBytes)
+			vol := model.NewTensor(1, tc.size[0], tc.size[1], tc.size[2])
+			rng := rand.New(rand.NewSource(1))
+			for i := range vol.Data {
+				vol.Data[i] = float32(rng.NormFloat64())
+			}
+			sink := model.SliceSink{Labels: func(int, int, []uint8) error { return nil }}
+			if !tc.argmax {
+				sink = model.SliceSink{Logits: func(int, int, []float32) error { return nil }}
+			}
+			require.NoError(t, g.SlidingWindow(vol, plan, sink, nil))
+			g.Release()
+			require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
+			require.Equal(t, base, ctx.LiveBytes(), "every buffer released")
+		})
+	}
+}
