@@ -17,8 +17,9 @@ type SliceSink struct {
 	Logits func(z0, nz int, logits []float32) error
 }
 
-// GPUWindowProgress reports windows done out of total.
-type GPUWindowProgress func(done, total int)
+// GPUWindowProgress reports windows done out of total after each window; an error stops the
+// run (a user's Cancel) and is returned by SlidingWindow.
+type GPUWindowProgress func(done, total int) error
 
 // RingDepth is the number of z-slices the accumulator holds for a plan: a window row spans
 // at most ROI slices, and everything before the current row is already finished.
@@ -309,7 +310,9 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 			}
 			done++
 			if progress != nil {
-				progress(done, len(windows))
+				if err := progress(done, len(windows)); err != nil {
+					return err
+				}
 			}
 		}
 		for _, b := range w.tmp {

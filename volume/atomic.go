@@ -5,64 +5,45 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"ctseg/internal/atomicfile"
 )
 
 // writeAtomic writes a file through a temporary file in the same directory and renames it
-// into place, so readers never see a partial file and a failed write leaves nothing behind.
+// into place (internal/atomicfile), so readers never see a partial file and a failed write
+// leaves nothing behind. Whether an existing file may be replaced is the caller's decision.
 // With gz the content is gzip-compressed at level (0 means gzip.DefaultCompression).
-func writeAtomic(path string, gz bool, level int, fill func(w io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var w io.Writer = bw
+func writeAtomic(path string, gz bool, level int, fill func(w io.Writer) error) error {
+	return atomicfile.Write(path, atomicfile.Options{Force: true}, func(f io.Writer) error {
+		return encodeStream(f, gz, level, fill)
+	})
+}
+
+// encode runs fill over a buffered (and with gz, gzip-compressing) writer on top of w.
+func encodeStream(w io.Writer, gz bool, level int, fill func(w io.Writer) error) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var out io.Writer = bw
 	var zw *gzip.Writer
 	if gz {
 		if level == 0 {
 			level = gzip.DefaultCompression
 		}
+		var err error
 		if zw, err = gzip.NewWriterLevel(bw, level); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+			return err
 		}
-		w = zw
+		out = zw
 	}
-	if err = fill(w); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := fill(out); err != nil {
+		return err
 	}
 	if zw != nil {
-		if err = zw.Close(); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := zw.Close(); err != nil {
+			return err
 		}
 	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; outputs are ordinary files.
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return bw.Flush()
 }
 
 // niftiKind tells from the file name whether to gzip; other extensions are refused so that a

@@ -240,14 +240,45 @@ func WriteLabelsWith(path string, dims [3]int, affine [4][4]float64, labels []ui
 	if err != nil {
 		return err
 	}
-	if _, err := voxelCount(dims, math.MaxInt64); err != nil {
+	hb, err := labelHeader(dims, affine, labels, opt)
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return writeAtomic(path, gz, opt.Write.GzipLevel, func(w io.Writer) error {
+		return writeLabelData(w, hb, labels)
+	})
+}
+
+// EncodeLabels writes the same label file as WriteLabelsWith to w (gzip-compressed when gz),
+// for callers without a file system: the browser builds its download from it.
+func EncodeLabels(w io.Writer, gz bool, dims [3]int, affine [4][4]float64, labels []uint8, opt LabelOptions) error {
+	hb, err := labelHeader(dims, affine, labels, opt)
+	if err != nil {
+		return err
+	}
+	return encodeStream(w, gz, opt.Write.GzipLevel, func(w io.Writer) error {
+		return writeLabelData(w, hb, labels)
+	})
+}
+
+func writeLabelData(w io.Writer, header, labels []byte) error {
+	if _, err := w.Write(header); err != nil {
+		return err
+	}
+	_, err := w.Write(labels)
+	return err
+}
+
+// labelHeader checks a label map and builds its NIfTI header bytes.
+func labelHeader(dims [3]int, affine [4][4]float64, labels []uint8, opt LabelOptions) ([]byte, error) {
+	if _, err := voxelCount(dims, math.MaxInt64); err != nil {
+		return nil, err
 	}
 	if err := checkLabelsLen(len(labels), dims); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, err
 	}
 	if err := checkAffine(affine); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, err
 	}
 	h := newOutHeader(dims, affine, opt.Write)
 	h.datatype, h.bitpix = dtUint8, 8
@@ -260,15 +291,5 @@ func WriteLabelsWith(path string, dims [3]int, affine [4][4]float64, labels []ui
 	if len(opt.Names) > 1 {
 		h.ext = []Extension{{Code: ecodeCaret, Data: labelTableXML(opt.Names, opt.Colors)}}
 	}
-	hb, err := h.headerBytes(opt.Write.NIfTI2)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return writeAtomic(path, gz, opt.Write.GzipLevel, func(w io.Writer) error {
-		if _, err := w.Write(hb); err != nil {
-			return err
-		}
-		_, err := w.Write(labels)
-		return err
-	})
+	return h.headerBytes(opt.Write.NIfTI2)
 }

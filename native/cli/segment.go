@@ -1,0 +1,356 @@
+//go:build !js
+
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"ctseg/gpu"
+	"ctseg/internal/atomicfile"
+	"ctseg/labels"
+	"ctseg/model"
+	"ctseg/pipeline"
+	"ctseg/volume"
+	"ctseg/weights"
+	"ctseg/weights/cache"
+)
+
+func init() {
+	register("segment", "segment a CT (NIfTI) into the bundle's 104 structures", runSegment)
+	register("preprocess", "apply the bundle's preprocessing and write the network's input", runPreprocess)
+	register("invert", "map a label map on the preprocessed grid back onto the input CT's grid", runInvert)
+}
+
+func runSegment(env *Env, args []string) error {
+	fs := newFlags(env, "segment", "--input CT.nii.gz --output LABELS.nii.gz [--weights FILE] [flags]")
+	in := fs.String("input", "", "CT volume (.nii or .nii.gz)")
+	out := fs.String("output", "", "label map to write (.nii or .nii.gz), on the input's grid")
+	wpath := fs.String("weights", "", "MONAI checkpoint or ctseg weight file (default: the cached weights of --spacing, see `ctseg weights`)")
+	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
+	device := fs.String("device", "gpu", "gpu or cpu")
+	precision := fs.String("precision", "f16", "GPU storage: f16 (as the bundle's f16 autocast) or f32")
+	stats := fs.String("stats", "", "also write per-structure statistics (.json or .csv)")
+	dry := fs.Bool("dry-run", false, "print the grid, windows, FLOPs and planned peak GPU memory, and stop")
+	force := fs.Bool("force", false, "overwrite existing outputs")
+	verbose := fs.Bool("verbose", false, "print the adapter, its limits and the plan")
+	roi := fs.Int("roi", 96, "sliding-window size (the bundle's 96; smaller only for tests)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "input"); err != nil {
+		return err
+	}
+	if !*dry {
+		if err := required(fs, "output"); err != nil {
+			return err
+		}
+	}
+	if *spacing != 1.5 && *spacing != 3 {
+		return fmt.Errorf("--spacing %v: the bundle's models use 1.5 or 3", *spacing)
+	}
+	f16, err := parsePrecision(*precision)
+	if err != nil {
+		return err
+	}
+	if *device != "gpu" && *device != "cpu" {
+		return fmt.Errorf("--device %q: want gpu or cpu", *device)
+	}
+	if *roi <= 0 || *roi%8 != 0 {
+		return fmt.Errorf("--roi %d: must be a positive multiple of 8", *roi)
+	}
+	wopt := model.DefaultWindowOptions()
+	wopt.ROI = [3]int{*roi, *roi, *roi}
+	if *dry {
+		return segmentDryRun(env, *in, *wpath, *spacing, wopt, f16, *device == "gpu")
+	}
+	ao := atomicfile.Options{Force: *force, Inputs: []string{*in, *wpath}}
+	if err := atomicfile.Check(*out, ao); err != nil {
+		return err
+	}
+	if !strings.HasSuffix(strings.ToLower(*out), ".nii") && !strings.HasSuffix(strings.ToLower(*out), ".nii.gz") {
+		return fmt.Errorf("--output %s: the name must end in .nii or .nii.gz", *out)
+	}
+	table := colorTablePath(*out)
+	if err := atomicfile.Check(table, ao); err != nil {
+		return err
+	}
+	statsCSV := false
+	if *stats != "" {
+		switch strings.ToLower(filepath.Ext(*stats)) {
+		case ".json":
+		case ".csv":
+			statsCSV = true
+		default:
+			return fmt.Errorf("--stats %s: the name must end in .json or .csv", *stats)
+		}
+		if err := atomicfile.Check(*stats, ao); err != nil {
+			return err
+		}
+	}
+	wfile, err := resolveWeights(*wpath, *spacing, *precision)
+	if err != nil {
+		return err
+	}
+	net, err := loadNet(wfile)
+	if err != nil {
+		return err
+	}
+	if net.Cfg.OutChannels > labels.Count {
+		return fmt.Errorf("weights %s have %d classes; the label map has %d", wfile, net.Cfg.OutChannels, labels.Count)
+	}
+	ct, _, err := volume.ReadNIfTI(*in)
+	if err != nil {
+		return err
+	}
+	opt := pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt}
+	if *device == "gpu" {
+		if opt.GPU, err = openGPU(env, *verbose); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	bar := newWindowBar(env)
+	opt.Progress = bar.update
+	res, err := pipeline.Segment(ct, net, opt)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	names := labels.Names[:net.Cfg.OutChannels]
+	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, volume.LabelOptions{Names: names, Colors: labels.Colors}); err != nil {
+		return err
+	}
+	if err := volume.WriteColorTable(table, names, labels.Colors); err != nil {
+		os.Remove(*out) // all outputs or none
+		return err
+	}
+	if *stats != "" {
+		st := volume.LabelStats(res.Labels, ct, names)
+		err := atomicfile.Write(*stats, ao, func(w io.Writer) error {
+			if statsCSV {
+				return volume.WriteStatsCSV(w, st)
+			}
+			return volume.WriteStatsJSON(w, st)
+		})
+		if err != nil {
+			os.Remove(*out)
+			os.Remove(table)
+			return err
+		}
+	}
+	fmt.Fprintf(env.Stderr, "segmented %s: %v voxels, %d windows at %v mm, %.1f s", *in, res.Dims, res.Windows, *spacing, time.Since(start).Seconds())
+	if opt.GPU != nil {
+		fmt.Fprintf(env.Stderr, ", peak GPU memory %.1f MB (planned %.1f MB)", float64(res.PeakGPU)/1e6, float64(res.Plan.PeakBytes)/1e6)
+	}
+	fmt.Fprintf(env.Stderr, "\nwrote %s and %s\n", *out, table)
+	return nil
+}
+
+// colorTablePath is the ITK-SNAP label description written beside a label map.
+func colorTablePath(out string) string {
+	base := strings.TrimSuffix(strings.TrimSuffix(out, ".gz"), ".nii")
+	return base + ".labels.txt"
+}
+
+// resolveWeights returns --weights, or the cached weights of the spacing's variant.
+func resolveWeights(path string, spacing float64, precision string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	variant := "1.5mm"
+	if spacing == 3 {
+		variant = "3mm"
+	}
+	e, err := cache.Find("", variant)
+	if err != nil {
+		return "", fmt.Errorf("no --weights given and %w", err)
+	}
+	return e.Path(precision)
+}
+
+// segmentDryRun prints the plan from the same planner the run uses, reading only the header.
+func segmentDryRun(env *Env, in, wpath string, spacing float64, wopt model.WindowOptions, f16, useGPU bool) error {
+	h, err := volume.ReadHeader(in)
+	if err != nil {
+		return err
+	}
+	inv, err := volume.InversionFor(h, spacing)
+	if err != nil {
+		return err
+	}
+	cfg := weights.BundleConfig()
+	if wpath != "" {
+		sd, err := weights.Load(wpath)
+		if err != nil {
+			return err
+		}
+		if cfg, err = weights.InferConfig(sd); err != nil {
+			return err
+		}
+	}
+	pd := inv.PreprocessedDims()
+	plan, err := model.PlanWindows(pd[0], pd[1], pd[2], wopt)
+	if err != nil {
+		return err
+	}
+	limits, adapter := gpu.DefaultLimits(), "WebGPU default limits"
+	if useGPU {
+		if ctx, err := openGPU(env, false); err == nil {
+			limits, adapter = ctx.Limits, ctx.Adapter
+		}
+	}
+	p, err := model.PlanGPU(cfg, plan, limits, model.GPUOptions{F16: f16}, true)
+	if err != nil {
+		return err
+	}
+	prec := "f32"
+	if f16 {
+		prec = "f16"
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "input:            %s, %v voxels\n", in, h.Dims)
+	fmt.Fprintf(w, "model:            %s, %v mm, %s storage\n", cfg, spacing, prec)
+	fmt.Fprintf(w, "preprocessed grid: %v at %v mm\n", pd, spacing)
+	fmt.Fprintf(w, "windows:          %d of %v (starts %v x %v x %v)\n", p.Windows, p.ROI, plan.Starts[0], plan.Starts[1], plan.Starts[2])
+	fmt.Fprintf(w, "compute:          %.1f TFLOP (%.1f GFLOP per window)\n", p.TotalFLOPs/1e12, p.WindowFLOPs/1e9)
+	fmt.Fprintf(w, "planned GPU peak: %.1f MB = network %.1f + accumulator and head %.1f + transient %.1f (ring of %d slices)\n",
+		mb(p.PeakBytes), mb(p.NetworkBytes), mb(p.WindowBytes), mb(p.TransientBytes), p.RingSlices)
+	fmt.Fprintf(w, "largest binding:  %.1f MB (limits of %s)\n", mb(p.MaxBinding), adapter)
+	return nil
+}
+
+func mb(b uint64) float64 { return float64(b) / 1e6 }
+
+// windowBar is the progress bar of a run: windows done / total, elapsed and ETA on a
+// terminal; silent when stderr is not one (logs, CI, pipes).
+type windowBar struct {
+	out io.Writer
+	on  bool
+	bar *progressbar.ProgressBar
+}
+
+func newWindowBar(env *Env) *windowBar {
+	f, ok := env.Stderr.(*os.File)
+	return &windowBar{out: env.Stderr, on: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (b *windowBar) update(done, total int) {
+	if !b.on {
+		return
+	}
+	if b.bar == nil {
+		b.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(b.out), progressbar.OptionSetDescription("windows"),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionClearOnFinish())
+	}
+	_ = b.bar.Set(done)
+}
+
+func (b *windowBar) finish() {
+	if b.bar != nil {
+		_ = b.bar.Finish()
+	}
+}
+
+func runPreprocess(env *Env, args []string) error {
+	fs := newFlags(env, "preprocess", "--input CT --spacing 1.5|3 --output OUT.nii.gz")
+	in := fs.String("input", "", "CT volume (.nii or .nii.gz)")
+	out := fs.String("output", "", "float32 NIfTI to write")
+	spacing := fs.Float64("spacing", 1.5, "target spacing in mm: 1.5 or 3")
+	force := fs.Bool("force", false, "overwrite an existing output")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "input", "output"); err != nil {
+		return err
+	}
+	if *spacing != 1.5 && *spacing != 3 {
+		return fmt.Errorf("--spacing %v: the bundle's models use 1.5 or 3", *spacing)
+	}
+	if err := atomicfile.Check(*out, atomicfile.Options{Force: *force, Inputs: []string{*in}}); err != nil {
+		return err
+	}
+	ct, h, err := volume.ReadNIfTI(*in)
+	if err != nil {
+		return err
+	}
+	pre, _, err := volume.Preprocess(ct, *spacing)
+	if err != nil {
+		return err
+	}
+	return volume.WriteNIfTI(*out, pre, volume.WriteOptions{Ref: h, Description: fmt.Sprintf("ctseg preprocess %v mm", *spacing)})
+}
+
+func runInvert(env *Env, args []string) error {
+	fs := newFlags(env, "invert", "--labels LABELS.nii.gz --reference CT --output OUT.nii.gz [--spacing 1.5|3]")
+	lp := fs.String("labels", "", "label map on the preprocessed grid")
+	ref := fs.String("reference", "", "the CT the labels were computed from")
+	out := fs.String("output", "", "label map to write on the reference's grid")
+	spacing := fs.Float64("spacing", 0, "the preprocessing spacing (default: read from the labels' voxel size)")
+	force := fs.Bool("force", false, "overwrite an existing output")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "labels", "reference", "output"); err != nil {
+		return err
+	}
+	if err := atomicfile.Check(*out, atomicfile.Options{Force: *force, Inputs: []string{*lp, *ref}}); err != nil {
+		return err
+	}
+	lab, lh, err := volume.ReadLabels(*lp)
+	if err != nil {
+		return err
+	}
+	rh, err := volume.ReadHeader(*ref)
+	if err != nil {
+		return err
+	}
+	sp := *spacing
+	if sp == 0 {
+		v := &volume.Volume{Affine: lh.Affine}
+		s := v.Spacing()
+		switch {
+		case near(s, 1.5):
+			sp = 1.5
+		case near(s, 3):
+			sp = 3
+		default:
+			return fmt.Errorf("the labels' voxel size %.4g x %.4g x %.4g mm is neither 1.5 nor 3 mm: give --spacing", s[0], s[1], s[2])
+		}
+	} else if sp != 1.5 && sp != 3 {
+		return fmt.Errorf("--spacing %v: want 1.5 or 3", sp)
+	}
+	inv, err := volume.InversionFor(rh, sp)
+	if err != nil {
+		return err
+	}
+	if pd := inv.PreprocessedDims(); pd != lh.Dims {
+		return fmt.Errorf("the labels are %v voxels, but %s preprocessed at %v mm is %v", lh.Dims, *ref, sp, pd)
+	}
+	orig, err := inv.Invert(lab)
+	if err != nil {
+		return err
+	}
+	names := volume.LabelNames(lh)
+	if len(names) == 0 {
+		names = labels.Names
+	}
+	return volume.WriteLabelsWith(*out, inv.OrigDims(), inv.OrigAffine(), orig, volume.LabelOptions{Names: names, Colors: labels.Colors, Write: volume.WriteOptions{Ref: rh}})
+}
+
+func near(s [3]float64, p float64) bool {
+	for _, v := range s {
+		if v < p*0.999 || v > p*1.001 {
+			return false
+		}
+	}
+	return true
+}

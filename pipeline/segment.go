@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"ctseg/model"
+	"ctseg/volume"
+)
+
+// ErrCancelled is returned when Options.Cancelled asked to stop.
+var ErrCancelled = errors.New("cancelled")
+
+// Result is a label map on the input's grid.
+type Result struct {
+	Labels   []uint8 // x-fastest, Dims
+	Dims     [3]int
+	Affine   [4][4]float64
+	PreDims  [3]int // the preprocessed grid the network saw
+	Windows  int
+	PeakGPU  uint64 // measured peak GPU memory of the run (GPU runs)
+	Plan     *model.GPUPlan
+	Spacing  float64
+	Classes  int
+}
+
+// Window returns the options' sliding window, the bundle's when unset.
+func (o Options) window() model.WindowOptions {
+	if o.Window.ROI == [3]int{} {
+		return model.DefaultWindowOptions()
+	}
+	return o.Window
+}
+
+// Segment runs the bundle's inference on ct: preprocessing, sliding-window inference,
+// argmax, inversion onto ct's grid.
+func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
+	if opt.Spacing != 1.5 && opt.Spacing != 3 {
+		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", opt.Spacing)
+	}
+	pre, inv, err := volume.Preprocess(ct, opt.Spacing)
+	if err != nil {
+		return nil, err
+	}
+	pd := pre.Dims
+	// The network reads MONAI's [1, X, Y, Z] array: D = X, H = Y, W = Z, W fastest.
+	vol := &model.Tensor{C: 1, D: pd[0], H: pd[1], W: pd[2], Data: pre.ToDHW()}
+	pre = nil // the x-fastest copy is no longer needed
+	plan, err := model.PlanWindows(vol.D, vol.H, vol.W, opt.window())
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Dims: ct.Dims, Affine: ct.Affine, PreDims: pd, Windows: plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels}
+	progress := func(done, total int) error {
+		if opt.Progress != nil {
+			opt.Progress(done, total)
+		}
+		if opt.Cancelled != nil && opt.Cancelled() {
+			return ErrCancelled
+		}
+		return nil
+	}
+	var dhw []uint8
+	if opt.GPU != nil {
+		dhw, err = segmentGPU(vol, plan, net, opt, res, progress)
+	} else {
+		dhw, err = segmentCPU(vol, opt.window(), plan.NumWindows(), net, progress)
+	}
+	if err != nil {
+		return nil, err
+	}
+	labels := volume.LabelsFromDHW(dhw, pd)
+	if labels == nil {
+		return nil, fmt.Errorf("internal error: %d labels for the %v grid", len(dhw), pd)
+	}
+	if res.Labels, err = inv.Invert(labels); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress) ([]uint8, error) {
+	ctx := opt.GPU
+	gopt := model.GPUOptions{F16: opt.F16}
+	p, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, true)
+	if err != nil {
+		return nil, err
+	}
+	res.Plan = p
+	base := ctx.LiveBytes()
+	ctx.ResetPeak()
+	g, err := model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], gopt)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Release()
+	hw := vol.H * vol.W
+	out := make([]uint8, vol.D*hw)
+	err = g.SlidingWindow(vol, plan, model.SliceSink{Labels: func(z0, nz int, l []uint8) error {
+		copy(out[z0*hw:(z0+nz)*hw], l)
+		return nil
+	}}, progress)
+	if err != nil {
+		return nil, err
+	}
+	res.PeakGPU = ctx.PeakBytes() - base
+	return out, nil
+}
+
+// segmentCPU is the reference path: features blended over windows (F channels, not K), then
+// the head and argmax slice by slice.
+func segmentCPU(vol *model.Tensor, wopt model.WindowOptions, total int, net *model.Net, progress model.GPUWindowProgress) ([]uint8, error) {
+	done := 0
+	feat, err := model.SlidingWindow(vol, wopt, net.Cfg.InitFilters, func(win *model.Tensor) (*model.Tensor, error) {
+		f, err := net.Features(win)
+		if err != nil {
+			return nil, err
+		}
+		done++
+		if err := progress(done, total); err != nil {
+			return nil, err
+		}
+		return f, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return net.HeadArgmax(feat), nil
+}
