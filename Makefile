@@ -6,18 +6,26 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build deps test test-go vet run bench clean
+.PHONY: all build wasm deps test test-go vet run bench clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-build:
+# The browser app embeds the wasm build of ctseg: build it first, then the native binary.
+WASM_DIR := viewer/static/gen
+
+build: wasm
 	$(GO) build -o bin/ctseg ./native/cmd/ctseg
+
+wasm:
+	GOOS=js GOARCH=wasm $(GO) build -o $(WASM_DIR)/ctseg.wasm ./wasm
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" $(WASM_DIR)/wasm_exec.js
 
 vet:
 	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./wasm
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 test: deps build vet test-go
@@ -28,8 +36,10 @@ test-go:
 bench: build
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -run '^$$' -bench . -benchtime 1x ./shaders/ ./model/
 
+# ADDR and WEIGHTS (a directory of model.pt / model_lowres.pt) are optional.
+ADDR ?= 127.0.0.1:8080
 run: deps build
-	./bin/ctseg serve
+	./bin/ctseg serve --addr $(ADDR) $(if $(WEIGHTS),--weights-dir $(WEIGHTS))
 
 clean:
-	rm -rf bin dist
+	rm -rf bin dist $(WASM_DIR)/ctseg.wasm $(WASM_DIR)/wasm_exec.js

@@ -13,15 +13,15 @@ var ErrCancelled = errors.New("cancelled")
 
 // Result is a label map on the input's grid.
 type Result struct {
-	Labels   []uint8 // x-fastest, Dims
-	Dims     [3]int
-	Affine   [4][4]float64
-	PreDims  [3]int // the preprocessed grid the network saw
-	Windows  int
-	PeakGPU  uint64 // measured peak GPU memory of the run (GPU runs)
-	Plan     *model.GPUPlan
-	Spacing  float64
-	Classes  int
+	Labels  []uint8 // x-fastest, Dims
+	Dims    [3]int
+	Affine  [4][4]float64
+	PreDims [3]int // the preprocessed grid the network saw
+	Windows int
+	PeakGPU uint64 // measured peak GPU memory of the run (GPU runs)
+	Plan    *model.GPUPlan
+	Spacing float64
+	Classes int
 }
 
 // Window returns the options' sliding window, the bundle's when unset.
