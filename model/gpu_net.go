@@ -19,9 +19,12 @@ type GPUOptions struct {
 	// DispatchFLOPs caps the work of one dispatch, so a submission can be split finely enough
 	// for slow adapters (lavapipe, SwiftShader). 0: 1 GFLOP.
 	DispatchFLOPs float64
-	// ConvXB and ConvOCB override the 3x3x3 convolutions' register tile (x-voxels and output
-	// channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
+	// ConvXB and ConvOCB override the tiled 3x3x3 convolutions' register tile (x-voxels and
+	// output channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
 	ConvXB, ConvOCB int
+	// ConvCK caps the input channels the tiled convolution stages per chunk (0: as many as
+	// workgroup memory holds, up to 16).
+	ConvCK int
 	// Untiled keeps every convolution on the register-only kernel (for comparisons).
 	Untiled bool
 }
@@ -310,11 +313,10 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		spec.Tiled = true
 		spec.MaxShared = int(g.limits.MaxWorkgroupStorageSize)
 		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
-	}
-	if c.K == 3 {
-		spec.XB = g.opt.ConvXB
-		if g.opt.ConvOCB > 0 && c.Out%g.opt.ConvOCB == 0 {
-			spec.OCB = g.opt.ConvOCB
+		spec.MaxCK = g.opt.ConvCK
+		spec.TileMX = g.opt.ConvXB
+		if g.opt.ConvOCB > 0 && min(c.Out, 32)%g.opt.ConvOCB == 0 {
+			spec.TileMN = g.opt.ConvOCB
 		}
 	}
 	if err := spec.Validate(); err != nil {

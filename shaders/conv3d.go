@@ -26,6 +26,8 @@ type Conv3D struct {
 	// default 16 KiB), MaxThreads its invocations per workgroup (0: 256).
 	Tiled                 bool
 	MaxShared, MaxThreads int
+	MaxCK                 int // cap on input channels staged per chunk (0: 16)
+	TileMX, TileMN        int // x-voxels and output channels per invocation (0: 2 and 8)
 	tile                  *convTile
 }
 
@@ -62,19 +64,20 @@ func (c *Conv3D) CanTile() bool {
 }
 
 // tiling chooses the tiled kernel's geometry: a 32-wide row tile (narrower for narrow
-// volumes), MX x-voxels by MN output channels per invocation (XB and OCB when set), up to 32
+// volumes), MX x-voxels by MN output channels per invocation (TileMX, TileMN), up to 32
 // output channels per workgroup, and the largest input-channel chunk that fits workgroup
 // memory.
 func (c *Conv3D) tiling() (*convTile, error) {
 	if c.tile != nil {
 		return c.tile, nil
 	}
-	t := &convTile{MX: 4, MN: 8}
-	if c.XB > 0 {
-		t.MX = c.XB
+	// 2 x 8 measured fastest of the register tiles on an H200 (BENCHMARKS.md)
+	t := &convTile{MX: 2, MN: 8}
+	if c.TileMX > 0 {
+		t.MX = c.TileMX
 	}
-	if c.OCB > 0 {
-		t.MN = c.OCB
+	if c.TileMN > 0 {
+		t.MN = c.TileMN
 	}
 	maxThreads := c.MaxThreads
 	if maxThreads <= 0 {
@@ -101,7 +104,11 @@ func (c *Conv3D) tiling() (*convTile, error) {
 		return nil, fmt.Errorf("conv: tile of %d invocations over the limit %d", t.Threads, maxThreads)
 	}
 	perCh := 4 * (3*(t.TY+2)*(t.TX+2) + 27*t.TN)
-	for ck := min(c.Cin, 16); ck >= 2; ck -= 2 {
+	maxCK := 16
+	if c.MaxCK > 0 {
+		maxCK = c.MaxCK
+	}
+	for ck := min(c.Cin, maxCK); ck >= 2; ck -= 2 {
 		if c.Cin%ck == 0 && ck*perCh <= maxShared {
 			t.CK = ck
 			break
