@@ -22,7 +22,14 @@ type Limits struct {
 	MaxWorkgroupStorageSize     uint32
 	MaxInvocationsPerWorkgroup  uint32
 	MaxWorkgroupsPerDimension   uint32
+	// DispatchFLOPs is not a WebGPU limit but how much work one dispatch may carry on this
+	// device: 0 (no cap) for GPUs; about 1 GFLOP for CPU adapters (lavapipe, SwiftShader),
+	// where a whole 96^3 layer would run for seconds in one dispatch.
+	DispatchFLOPs float64
 }
+
+// CPUDispatchFLOPs is DispatchFLOPs for CPU adapters.
+const CPUDispatchFLOPs = 1e9
 
 // DefaultLimits are WebGPU's defaults: what every conforming adapter gives without asking.
 func DefaultLimits() Limits {

@@ -17,7 +17,7 @@ type GPUOptions struct {
 	// F16 stores activations as f16 (pack2x16float) with f32 arithmetic.
 	F16 bool
 	// DispatchFLOPs caps the work of one dispatch, so a submission can be split finely enough
-	// for slow adapters (lavapipe, SwiftShader). 0: 1 GFLOP.
+	// for slow adapters (lavapipe, SwiftShader). 0: the device's Limits.DispatchFLOPs.
 	DispatchFLOPs float64
 	// ConvXB and ConvOCB override the tiled 3x3x3 convolutions' register tile (x-voxels and
 	// output channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
@@ -77,7 +77,7 @@ func newGPUNet(ctx *gpu.Context, limits gpu.Limits, net *Net, d, h, w int, opt G
 		return nil, fmt.Errorf("gpu: window %dx%dx%d: every size must be a positive multiple of 8", d, h, w)
 	}
 	if opt.DispatchFLOPs <= 0 {
-		opt.DispatchFLOPs = 1e9
+		opt.DispatchFLOPs = limits.DispatchFLOPs
 	}
 	g := &GPUNet{ctx: ctx, limits: limits, net: net, opt: opt, D: d, H: h, W: w}
 	if err := g.build(); err != nil {
@@ -322,9 +322,12 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name, err)
 	}
-	spec.SlabDepth = int(g.opt.DispatchFLOPs / spec.FLOPsPerSlice())
-	if spec.SlabDepth < 1 {
-		spec.SlabDepth = 1
+	// A whole layer in one dispatch keeps a real GPU full (a slab of a few slices is only a
+	// few hundred workgroups, and consecutive dispatches on one buffer serialise); CPU
+	// adapters get slabs so no single dispatch runs for seconds.
+	spec.SlabDepth = 0
+	if g.opt.DispatchFLOPs > 0 {
+		spec.SlabDepth = max(1, int(g.opt.DispatchFLOPs/spec.FLOPsPerSlice()))
 	}
 	do, ho, wo := spec.Out()
 	out, err := g.alloc(c.Out, do, ho, wo, g.opt.F16)

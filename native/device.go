@@ -68,6 +68,9 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	if limits.MaxStorageBufferBindingSize == 0 {
 		limits = gpu.LimitsFrom(req)
 	}
+	if info.AdapterType == wgpu.AdapterTypeCPU {
+		limits.DispatchFLOPs = gpu.CPUDispatchFLOPs
+	}
 	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
 	return gpu.New(dev, limits, name), nil
 }
