@@ -22,8 +22,8 @@ type GPUOptions struct {
 	// ConvXB and ConvOCB override the tiled 3x3x3 convolutions' register tile (x-voxels and
 	// output channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
 	ConvXB, ConvOCB int
-	// ConvCK caps the input channels the tiled convolution stages per chunk (0: as many as
-	// workgroup memory holds, up to 16).
+	// ConvCK caps the input channels the tiled convolution stages per chunk (0: the shader's
+	// default, 4).
 	ConvCK int
 	// Untiled keeps every convolution on the register-only kernel (for comparisons).
 	Untiled bool

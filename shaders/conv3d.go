@@ -26,7 +26,7 @@ type Conv3D struct {
 	// default 16 KiB), MaxThreads its invocations per workgroup (0: 256).
 	Tiled                 bool
 	MaxShared, MaxThreads int
-	MaxCK                 int // cap on input channels staged per chunk (0: 16)
+	MaxCK                 int // cap on input channels staged per chunk (0: 4)
 	TileMX, TileMN        int // x-voxels and output channels per invocation (0: 2 and 8)
 	tile                  *convTile
 }
@@ -104,7 +104,9 @@ func (c *Conv3D) tiling() (*convTile, error) {
 		return nil, fmt.Errorf("conv: tile of %d invocations over the limit %d", t.Threads, maxThreads)
 	}
 	perCh := 4 * (3*(t.TY+2)*(t.TX+2) + 27*t.TN)
-	maxCK := 16
+	// 4 staged channels measured fastest on an H200 (smaller workgroup memory, more resident
+	// workgroups); BENCHMARKS.md has the sweep.
+	maxCK := 4
 	if c.MaxCK > 0 {
 		maxCK = c.MaxCK
 	}
