@@ -8,21 +8,11 @@
 // neighbouring banks) times {{.MN}} output channels in registers.
 // Fused: {{if .NormIn}}GroupNorm affine + ReLU on the input, {{end}}{{if .Residual}}residual add, {{end}}{{if .Bias}}bias, {{end}}nothing else.
 
-struct Params { z0: u32, pad0: u32, pad1: u32, pad2: u32 }
-
-{{if .InF16}}@group(0) @binding(0) var<storage, read> src: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> src: array<f32>;{{end}}
-@group(0) @binding(1) var<storage, read> wts: array<vec4<f32>>;
-{{if .OutF16}}@group(0) @binding(2) var<storage, read_write> dst: array<u32>;{{else}}@group(0) @binding(2) var<storage, read_write> dst: array<f32>;{{end}}
-@group(0) @binding(3) var<uniform> prm: Params;
-{{- $b := 4}}
-{{if .NormIn}}@group(0) @binding({{$b}}) var<storage, read> nrm: array<vec4<f32>>;
-{{- $b = add $b 1}}{{end}}
-{{if .Residual}}{{if .OutF16}}@group(0) @binding({{$b}}) var<storage, read> res: array<u32>;{{else}}@group(0) @binding({{$b}}) var<storage, read> res: array<f32>;{{end}}
-{{- $b = add $b 1}}{{end}}
-{{if .Bias}}@group(0) @binding({{$b}}) var<storage, read> bias: array<f32>;{{end}}
+{{template "conv_bindings" .}}
 
 const D: i32 = {{.D}}; const H: i32 = {{.H}}; const W: i32 = {{.W}};
 const PLANE: u32 = {{.Plane}}u;
+const PLANE_OUT: u32 = PLANE; // stride 1: input and output planes are equal
 const OCQ: u32 = {{.OCQ}}u;       // vec4 groups of output channels in the layer
 const TY: u32 = {{.TY}}u; const TX: u32 = {{.TX}}u;
 const HY: u32 = {{.TY}}u + 2u; const HX: u32 = {{.TX}}u + 2u;
@@ -134,27 +124,4 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 {{- end}}
 }
 
-fn store(v: u32, oc: u32, acc: vec4<f32>) {
-	var r = acc;
-{{- if .Bias}}
-	r += vec4<f32>(bias[oc], bias[oc + 1u], bias[oc + 2u], bias[oc + 3u]);
-{{- end}}
-{{- if .OutF16}}
-	let p0 = (oc / 2u) * PLANE + v;
-	let p1 = p0 + PLANE;
-{{- if .Residual}}
-	r += vec4<f32>(unpack2x16float(res[p0]), unpack2x16float(res[p1]));
-{{- end}}
-	dst[p0] = pack2x16float(r.xy);
-	dst[p1] = pack2x16float(r.zw);
-{{- else}}
-	let p = oc * PLANE + v;
-{{- if .Residual}}
-	r += vec4<f32>(res[p], res[p + PLANE], res[p + 2u * PLANE], res[p + 3u * PLANE]);
-{{- end}}
-	dst[p] = r.x;
-	dst[p + PLANE] = r.y;
-	dst[p + 2u * PLANE] = r.z;
-	dst[p + 3u * PLANE] = r.w;
-{{- end}}
-}
+{{template "conv_store" .}}

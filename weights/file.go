@@ -3,8 +3,10 @@ package weights
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
+
+	"ctseg/internal/atomicfile"
 )
 
 // maxFileBytes bounds Load: the bundle checkpoint is 75 MB; a file this size is not weights.
@@ -48,46 +50,15 @@ func Load(path string) (*StateDict, error) {
 	return sd, nil
 }
 
-// Save writes sd as a project weight file at path, atomically: the data goes to a temporary
-// file in the same directory, is synced, then renamed over path. A failure at any point
-// leaves path as it was (an existing file is replaced only by a complete new one). Whether
-// overwriting is allowed is the caller's decision.
-func Save(path string, sd *StateDict, opt WriteOptions) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+// Save writes sd as a project weight file at path, atomically (internal/atomicfile): a
+// failure at any point leaves path as it was. Whether overwriting is allowed is the caller's
+// decision.
+func Save(path string, sd *StateDict, opt WriteOptions) error {
+	err := atomicfile.Write(path, atomicfile.Options{Force: true}, func(w io.Writer) error {
+		return WriteSafetensors(w, sd, opt)
+	})
 	if err != nil {
 		return fmt.Errorf("saving weights %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("saving weights %s: %w", path, err)
-		}
-	}()
-	if err = WriteSafetensors(f, sd, opt); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil { // CreateTemp makes 0600; weights are not secret
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename itself durable; failure here is not worth failing the save over.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

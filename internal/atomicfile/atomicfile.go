@@ -58,7 +58,8 @@ func Check(path string, opt Options) error {
 	return nil
 }
 
-// Write creates path atomically with the bytes fill writes.
+// Write creates path atomically with the bytes fill writes. fill's errors are returned as
+// they are; the others name the path.
 func Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
 	if err := Check(path, opt); err != nil {
 		return err
@@ -75,7 +76,7 @@ func Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
 		}
 	}()
 	if err = fill(f); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return err // the caller's own error, with its own context
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -88,6 +89,11 @@ func Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
 	}
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	// Make the rename itself durable; a failure here is not worth failing the write over.
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }
