@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"ctseg/gpu"
 	"ctseg/internal/gputest"
 	"ctseg/model"
 	"ctseg/weights"
@@ -57,5 +58,23 @@ func TestPlanMatchesRun(t *testing.T) {
 			require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
 			require.Equal(t, base, ctx.LiveBytes(), "every buffer released")
 		})
+	}
+}
+
+// TestBundleWindowFitsDefaultLimits plans the full bundle model (F=32, K=105) for its 96^3
+// window under WebGPU's default limits, what any browser grants without asking: every
+// binding within maxStorageBufferBindingSize and every buffer within maxBufferSize (the plan
+// fails otherwise), and the 105-channel logits never exist as one buffer.
+func TestBundleWindowFitsDefaultLimits(t *testing.T) {
+	limits := gpu.DefaultLimits()
+	for _, f16 := range []bool{false, true} {
+		plan, err := model.PlanWindows(287, 287, 397, model.DefaultWindowOptions())
+		require.NoError(t, err)
+		p, err := model.PlanGPU(weights.BundleConfig(), plan, limits, model.GPUOptions{F16: f16}, true)
+		require.NoError(t, err)
+		require.LessOrEqual(t, p.MaxBinding, limits.MaxStorageBufferBindingSize)
+		logits := uint64(105 * 96 * 96 * 96 * 4)
+		require.Less(t, p.MaxBinding, logits, "no binding can hold a window's logits")
+		t.Logf("f16=%v: network %d bytes, largest binding %d bytes, whole 287x287x397 run peak %d bytes", f16, p.NetworkBytes, p.MaxBinding, p.PeakBytes)
 	}
 }

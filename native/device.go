@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cogentcore/webgpu/wgpu"
 
@@ -49,7 +50,7 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
 	// start; they concern windows we never open.
 	wgpu.SetLogLevel(wgpu.LogLevelError)
-	inst := wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+	inst := instance(backends)
 	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil || ad == nil {
 		return nil, ErrNoAdapter
@@ -73,6 +74,27 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	}
 	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
 	return gpu.New(dev, limits, name), nil
+}
+
+// instances keeps one wgpu instance per backend set for the process. The binding's
+// CreateInstance (cogentcore/webgpu v0.23.0) passes C.malloc'd InstanceExtras whose flags and
+// gles3MinorVersion are left uninitialised; a later instance can get recycled garbage there
+// and wgpu-native aborts the process ("Unknown gles3 minor version"). The first malloc of a
+// process is fresh memory, so creating each instance once avoids the trap.
+var instances = struct {
+	sync.Mutex
+	m map[wgpu.InstanceBackend]*wgpu.Instance
+}{m: map[wgpu.InstanceBackend]*wgpu.Instance{}}
+
+func instance(backends wgpu.InstanceBackend) *wgpu.Instance {
+	instances.Lock()
+	defer instances.Unlock()
+	inst, ok := instances.m[backends]
+	if !ok {
+		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
+		instances.m[backends] = inst
+	}
+	return inst
 }
 
 // adapterName picks a readable name: wgpu-native puts the device id in Name and the driver's

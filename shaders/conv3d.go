@@ -99,11 +99,15 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	t.TX = t.SX * t.MX
 	cgs := t.TN / t.MN
 	t.TY = max(1, min(c.H, maxThreads/(t.SX*cgs)))
+	perChannel := func(ty int) int { return 4 * (3*(ty+2)*(t.TX+2) + 27*t.TN) }
+	for t.TY > 1 && 2*perChannel(t.TY) > maxShared { // at least a channel pair must fit
+		t.TY--
+	}
 	t.Threads = t.TY * t.SX * cgs
 	if t.Threads > maxThreads || t.Threads == 0 {
 		return nil, fmt.Errorf("conv: tile of %d invocations over the limit %d", t.Threads, maxThreads)
 	}
-	perCh := 4 * (3*(t.TY+2)*(t.TX+2) + 27*t.TN)
+	perCh := perChannel(t.TY)
 	// 4 staged channels measured fastest on an H200 (smaller workgroup memory, more resident
 	// workgroups); BENCHMARKS.md has the sweep.
 	maxCK := 4

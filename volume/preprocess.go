@@ -26,6 +26,9 @@ func Preprocess(v *Volume, spacing float64) (*Volume, *Inversion, error) {
 	if err := v.check(); err != nil {
 		return nil, nil, fmt.Errorf("preprocess: %w", err)
 	}
+	if err := v.CheckFinite(); err != nil {
+		return nil, nil, err
+	}
 	inv, err := InversionForGrid(v.Dims, v.Affine, spacing)
 	if err != nil {
 		return nil, nil, err

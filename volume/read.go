@@ -163,7 +163,7 @@ func decode(r io.Reader, size int64, gz bool, opt ReadOptions, mk func(*Header) 
 	if gz {
 		var err error
 		if zr, err = gzip.NewReader(r); err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, fmt.Errorf("not a valid gzip stream: %w", readErr(err))
 		}
 		defer zr.Close()
 		r = zr

@@ -94,6 +94,12 @@ func planSpacing(dims [3]int, affine [4][4]float64, p float64) (SpacingInfo, err
 		}
 		si.OutDims[i] = int(outShape[i])
 	}
+	// A plausible-looking header with absurd voxel sizes (1000 mm) would otherwise ask for a
+	// grid of 10^11 voxels here, after the reader's own cap was passed.
+	if _, err := voxelCount(si.OutDims, DefaultMaxVoxels); err != nil {
+		return si, fmt.Errorf("spacing: the %v mm grid would be %dx%dx%d voxels, over the limit of %d (check the header's voxel size)",
+			p, si.OutDims[0], si.OutDims[1], si.OutDims[2], DefaultMaxVoxels)
+	}
 	// Origin: the first corner whose offsets to every other corner are all >= 0 (within
 	// 1e-8) keeps its world position; otherwise the output grid is centred on the input one.
 	found := false

@@ -64,3 +64,21 @@ func voxelCount(d [3]int, max int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// CheckFinite refuses NaN and infinite voxels. MONAI would let them through the normalisation
+// (the mean and range become NaN) into every window's logits, and the label map would be
+// meaningless; naming the first bad voxel is more useful.
+func (v *Volume) CheckFinite() error {
+	for i, x := range v.Data {
+		if math.Float32bits(x)&0x7f800000 == 0x7f800000 {
+			what := "infinite"
+			if x != x {
+				what = "NaN"
+			}
+			nx, ny := v.Dims[0], v.Dims[1]
+			return fmt.Errorf("input contains %s voxels (the first at x=%d y=%d z=%d); a CT must hold finite values",
+				what, i%nx, i/nx%ny, i/(nx*ny))
+		}
+	}
+	return nil
+}

@@ -80,7 +80,7 @@ func runBench(env *Env, args []string) error {
 		return fmt.Errorf("--repeat must be at least 1")
 	}
 	if *jsonOut != "" {
-		if err := atomicfile.Check(*jsonOut, atomicfile.Options{Force: *force}); err != nil {
+		if err := atomicfile.Check(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}); err != nil {
 			return err
 		}
 	}
@@ -166,7 +166,7 @@ func runBench(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "end to end: %v volume, %d windows, %.2f s (sliding window, blending, argmax, readback)\npeak GPU memory: %.1f MB (network %.1f MB, largest binding %.1f MB)\n",
 		size, rep.Windows, rep.EndToEnd, float64(rep.PeakGPUBytes)/1e6, float64(rep.NetworkBytes)/1e6, float64(rep.LargestBinding)/1e6)
 	if *jsonOut != "" {
-		return atomicfile.Write(*jsonOut, atomicfile.Options{Force: *force}, func(w io.Writer) error {
+		return atomicfile.Write(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}, func(w io.Writer) error {
 			e := json.NewEncoder(w)
 			e.SetIndent("", "  ")
 			return e.Encode(rep)

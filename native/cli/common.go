@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"ctseg/gpu"
 	"ctseg/model"
@@ -50,9 +51,24 @@ func loadNet(path string) (*model.Net, error) {
 	return n, nil
 }
 
+// gpuOpened keeps the device (or the error) of the first openGPU for the process's lifetime:
+// commands run in-process (tests) share one device instead of piling up devices.
+var gpuOpened struct {
+	sync.Mutex
+	done bool
+	ctx  *gpu.Context
+	err  error
+}
+
 // openGPU opens the native device and prints the adapter with --verbose.
 func openGPU(env *Env, verbose bool) (*gpu.Context, error) {
-	ctx, err := native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND")})
+	gpuOpened.Lock()
+	if !gpuOpened.done {
+		gpuOpened.ctx, gpuOpened.err = native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND")})
+		gpuOpened.done = true
+	}
+	ctx, err := gpuOpened.ctx, gpuOpened.err
+	gpuOpened.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func runSegment(env *Env, args []string) error {
 	if net.Cfg.OutChannels > labels.Count {
 		return fmt.Errorf("weights %s have %d classes; the label map has %d", wfile, net.Cfg.OutChannels, labels.Count)
 	}
-	ct, _, err := volume.ReadNIfTI(*in)
+	ct, ctHeader, err := volume.ReadNIfTI(*in)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func runSegment(env *Env, args []string) error {
 		return err
 	}
 	names := labels.Names[:net.Cfg.OutChannels]
-	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, volume.LabelOptions{Names: names, Colors: labels.Colors}); err != nil {
+	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, volume.LabelOptions{Names: names, Colors: labels.Colors, Write: volume.WriteOptions{Ref: ctHeader}}); err != nil {
 		return err
 	}
 	if err := volume.WriteColorTable(table, names, labels.Colors); err != nil {
@@ -149,6 +149,9 @@ func runSegment(env *Env, args []string) error {
 	fmt.Fprintf(env.Stderr, "segmented %s: %v voxels, %d windows at %v mm, %.1f s", *in, res.Dims, res.Windows, *spacing, time.Since(start).Seconds())
 	if opt.GPU != nil {
 		fmt.Fprintf(env.Stderr, ", peak GPU memory %.1f MB (planned %.1f MB)", float64(res.PeakGPU)/1e6, float64(res.Plan.PeakBytes)/1e6)
+	}
+	if rss := peakRSS(); *verbose && rss > 0 {
+		fmt.Fprintf(env.Stderr, ", peak host memory %.1f MB", float64(rss)/1e6)
 	}
 	fmt.Fprintf(env.Stderr, "\nwrote %s and %s\n", *out, table)
 	return nil
