@@ -58,7 +58,8 @@ func (c *Context) Pipeline(label, code string, bindings []Access) (*Pipeline, er
 	if err != nil {
 		return nil, fmt.Errorf("gpu: compiling shader %s: %w", label, err)
 	}
-	cp, err := c.Device.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{Label: label, Layout: pl, Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: "main"}})
+	// no Label: the js backend's ComputePipelineDescriptor has none (wgpu v0.23.0)
+	cp, err := c.Device.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{Layout: pl, Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: "main"}})
 	if err != nil {
 		return nil, fmt.Errorf("gpu: compute pipeline %s: %w", label, err)
 	}

@@ -1,0 +1,545 @@
+// The page: inputs, the model, the run and its progress, the legend and the downloads. The
+// segmentation runs in worker.js (Go compiled to wasm, WebGPU); this thread only views. No
+// image or weight byte is sent anywhere: files are read here and handed to the worker.
+import { Viewer, indexLabels, nearestVoxel } from './views.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// Test-only: a smaller sliding window (?roi=32) keeps the browser end-to-end test short on a
+// software GPU; it is compared with `ctseg segment --roi 32`.
+const testROI = Math.max(0, parseInt(params.get('roi') || '0', 10) || 0);
+// Test-only: ?fault=F1,F2 gives the first runs a fault each, to test the ways back:
+// small-adapter (the device's limits look tiny) and lose-device (the GPU is lost mid-run).
+const testFaults = (params.get('fault') || '').split(',').filter(Boolean);
+
+const WEBGPU_BROWSERS = 'WebGPU works in Chrome and Edge 113 or later on Windows, macOS and ChromeOS (on Linux, turn on chrome://flags/#enable-unsafe-webgpu), Chrome 121+ on Android, Safari 26+ on macOS and iOS, and Firefox 141+ on Windows.';
+
+const app = {
+  worker: null,
+  nextId: 1,
+  calls: new Map(),
+  ct: null, // {source: Blob, name, info}
+  weights: null, // {source: Blob, name, info, from}
+  result: null,
+  index: null,
+  names: [],
+  colors: [],
+  running: false,
+  acceptNotCT: false,
+  webgpu: null, // null: unknown, '' ok, else the message
+};
+
+const viewer = new Viewer({ axial: $('axial'), coronal: $('coronal'), sagittal: $('sagittal') }, showHover);
+viewer.onWindow = (w) => { $('winW').value = Math.round(w.w); $('winL').value = Math.round(w.l); };
+
+function setState(s) { document.body.dataset.state = s; }
+
+function message(text, kind, retry) {
+  const m = $('message');
+  m.hidden = !text;
+  m.textContent = text || '';
+  m.className = kind || 'error';
+  $('retry').hidden = !retry;
+  if (retry) {
+    $('retryBtn').hidden = !retry.includes('retry');
+    $('lowresBtn').hidden = !retry.includes('lowres');
+    $('anywayBtn').hidden = !retry.includes('anyway');
+  }
+}
+
+// ---- worker ----------------------------------------------------------------------------
+
+function startWorker() {
+  const w = new Worker('worker.js');
+  w.onmessage = (ev) => {
+    const m = ev.data;
+    if (m.type === 'progress') return onProgress(m.done, m.total);
+    if (m.type === 'phase') return ($('progressText').textContent = m.text);
+    if (m.type === 'exit') return onWorkerExit(m.message);
+    const c = app.calls.get(m.id);
+    if (!c) return;
+    app.calls.delete(m.id);
+    if (m.ok) c.resolve(m.value);
+    else c.reject(Object.assign(new Error(m.error.message), { name: m.error.name }));
+  };
+  w.onerror = (ev) => onWorkerExit(ev.message || 'the worker failed to start');
+  app.worker = w;
+}
+
+function call(op, args, transfer) {
+  const id = app.nextId++;
+  return new Promise((resolve, reject) => {
+    app.calls.set(id, { resolve, reject });
+    app.worker.postMessage({ id, op, ...args }, transfer || []);
+  });
+}
+
+// onWorkerExit restarts a worker whose Go program died (e.g. out of memory) and gives it the
+// CT and weights again from the page's own copies, so the user can retry without reloading.
+async function onWorkerExit(why) {
+  for (const c of app.calls.values()) c.reject(Object.assign(new Error(`the segmentation worker stopped: ${why}`), { name: 'WorkerExit' }));
+  app.calls.clear();
+  app.worker.terminate();
+  app.restarts = (app.restarts || 0) + 1;
+  if (app.restarts > 3) {
+    message(`The segmentation worker keeps failing (${why}). Reload the page; if that does not help, this browser cannot run the app.`);
+    setState('error');
+    return;
+  }
+  startWorker();
+  $('dlLabels').disabled = $('dlStats').disabled = true; // the new worker has no result
+  try {
+    if (app.ct) await call('loadCT', { bytes: await app.ct.source.arrayBuffer(), name: app.ct.name });
+    if (app.weights) await call('loadWeights', { bytes: await app.weights.source.arrayBuffer(), name: app.weights.name });
+  } catch (e) {
+    message(`The segmentation worker stopped (${why}) and could not be restarted: ${e.message}. Reload the page.`);
+  }
+}
+
+// ---- WebGPU check ----------------------------------------------------------------------
+
+async function checkWebGPU() {
+  const s = $('gpuStatus');
+  if (!navigator.gpu) {
+    app.webgpu = `This browser has no WebGPU, which ctseg needs to run the network on your GPU. ${WEBGPU_BROWSERS} You can still look at CTs here.`;
+    s.textContent = 'No WebGPU in this browser';
+    s.className = 'gpu bad';
+    message(app.webgpu, 'error');
+    return;
+  }
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }); } catch (e) { /* reported below */ }
+  if (!adapter) {
+    app.webgpu = 'WebGPU is present but gives no GPU adapter: hardware acceleration may be turned off in the browser settings, or the GPU driver is blocked (see chrome://gpu). ' + WEBGPU_BROWSERS;
+    s.textContent = 'WebGPU: no adapter';
+    s.className = 'gpu bad';
+    message(app.webgpu, 'error');
+    return;
+  }
+  app.webgpu = '';
+  const ai = adapter.info || {};
+  const name = [ai.vendor, ai.architecture, ai.device, ai.description].filter(Boolean).join(' ') || 'WebGPU adapter';
+  const mb = (x) => `${Math.round(x / (1 << 20))} MiB`;
+  s.textContent = `GPU: ${name}${adapter.isFallbackAdapter || ai.isFallbackAdapter ? ' (software, slow)' : ''} · max buffer ${mb(adapter.limits.maxBufferSize)}`;
+  s.className = 'gpu ok';
+  s.title = `maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`;
+}
+
+// ---- CT --------------------------------------------------------------------------------
+
+async function loadCT(source, name) {
+  if (app.running) return;
+  setState('loading');
+  message('');
+  $('ctInfo').textContent = `Reading ${name}…`;
+  try {
+    const info = await call('loadCT', { bytes: await source.arrayBuffer(), name });
+    app.ct = { source, name, info };
+    app.result = null;
+    app.index = null;
+    app.acceptNotCT = false;
+    const d = info.dims, sp = info.spacing.map((x) => +x.toFixed(2));
+    $('ctInfo').textContent = `${name}: ${d.join(' × ')} voxels, ${sp.join(' × ')} mm, ${Math.round(info.min)} to ${Math.round(info.max)} HU`;
+    viewer.setVolume(info.hu, d, info.spacing, info.affine);
+    viewer.setLabels(null);
+    renderLegend();
+    $('dlLabels').disabled = $('dlStats').disabled = true;
+    $('summary').textContent = '';
+    if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway']);
+    setState('ready');
+  } catch (e) {
+    $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
+    message(e.message, 'error');
+    setState('error');
+  }
+  updateRun();
+}
+
+$('ctFile').addEventListener('change', (ev) => {
+  const f = ev.target.files[0];
+  if (f) loadCT(f, f.name);
+  ev.target.value = '';
+});
+
+// Files dropped anywhere on the page: weights by their extension, anything else as the CT.
+// (Dropping must never make the browser navigate away to the file and lose the work.)
+const isWeights = (name) => /\.(pt|pth|safetensors)$/i.test(name);
+function dropped(ev) {
+  ev.preventDefault();
+  for (const f of ev.dataTransfer.files) {
+    if (isWeights(f.name)) loadWeights(f, f.name, 'from your disk');
+    else loadCT(f, f.name);
+  }
+}
+const drop = $('drop');
+for (const t of ['dragenter', 'dragover']) drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add('over'); });
+for (const t of ['dragleave', 'drop']) drop.addEventListener(t, () => drop.classList.remove('over'));
+window.addEventListener('dragover', (ev) => ev.preventDefault());
+window.addEventListener('drop', dropped);
+
+$('sampleBtn').addEventListener('click', async () => {
+  const r = await fetch('sample/example_ct.nii.gz');
+  if (!r.ok) return message(`The sample CT is missing from this build (${r.status}).`);
+  loadCT(await r.blob(), 'example_ct.nii.gz');
+});
+
+// ---- weights ---------------------------------------------------------------------------
+
+const db = {
+  open() {
+    return new Promise((resolve, reject) => {
+      const r = indexedDB.open('ctseg', 1);
+      r.onupgradeneeded = () => r.result.createObjectStore('weights');
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+  },
+  async run(mode, f) {
+    const d = await this.open();
+    return new Promise((resolve, reject) => {
+      const tx = d.transaction('weights', mode);
+      const req = f(tx.objectStore('weights'));
+      tx.oncomplete = () => { resolve(req && req.result); d.close(); };
+      tx.onerror = () => { reject(tx.error); d.close(); };
+    });
+  },
+  get() { return this.run('readonly', (s) => s.get('current')); },
+  put(v) { return this.run('readwrite', (s) => s.put(v, 'current')); },
+  del() { return this.run('readwrite', (s) => s.delete('current')); },
+};
+
+async function loadWeights(source, name, from, spacing) {
+  if (app.running) return;
+  setState('loading');
+  $('weightsInfo').textContent = `Reading ${name}…`;
+  try {
+    const info = await call('loadWeights', { bytes: await source.arrayBuffer(), name });
+    app.weights = { source, name, info, from };
+    const sp = spacing || info.spacing || 1.5;
+    $('spacing').value = String(sp);
+    if (from !== 'stored') {
+      try {
+        await db.put({ name, blob: source, spacing: sp, saved: Date.now() });
+        app.weights.from = from + ', kept in this browser';
+      } catch (e) {
+        app.weights.from = from + ' (the browser refused to store it)';
+      }
+    }
+    showWeights();
+    message('');
+    setState('ready');
+  } catch (e) {
+    message(e.message, 'error');
+    showWeights();
+    setState('error');
+  }
+  updateRun();
+}
+
+function showWeights() {
+  const w = app.weights;
+  if (!w) {
+    $('weightsInfo').textContent = 'No weights yet.';
+    $('getWeights').hidden = false;
+    $('forgetWeights').hidden = true;
+    return;
+  }
+  const i = w.info;
+  const params = (i.params / 1e6).toFixed(i.params < 1e7 ? 2 : 1);
+  const kind = i.bundle ? 'wholeBody_ct_segmentation SegResNet' : `SegResNet (F=${i.filters}, ${i.classes} classes: not the bundle's size)`;
+  $('weightsInfo').textContent = `${w.name}: ${kind}, ${params} M parameters, ${$('spacing').value} mm (${w.from})`;
+  $('getWeights').hidden = true;
+  $('forgetWeights').hidden = false;
+}
+
+$('weightsFile').addEventListener('change', (ev) => {
+  const f = ev.target.files[0];
+  if (f) loadWeights(f, f.name, 'from your disk');
+  ev.target.value = '';
+});
+
+$('spacing').addEventListener('change', async () => {
+  showWeights();
+  if (!app.weights) return;
+  try {
+    const rec = await db.get();
+    if (rec && rec.name === app.weights.name) await db.put({ ...rec, spacing: +$('spacing').value });
+  } catch (e) { /* storage is a convenience */ }
+});
+
+$('forgetWeights').addEventListener('click', async () => {
+  try { await db.del(); } catch (e) { /* nothing stored */ }
+  if (app.weights) app.weights.from = 'not stored';
+  showWeights();
+});
+
+async function serverWeights() {
+  let list = [];
+  try {
+    const r = await fetch('api/weights');
+    if (r.ok) list = await r.json();
+  } catch (e) { /* no list: the server offers none */ }
+  const box = $('serverWeights');
+  box.textContent = '';
+  for (const w of list) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = `Use ${w.name} (${(w.size / 1e6).toFixed(1)} MB, from the server)`;
+    b.dataset.name = w.name;
+    b.addEventListener('click', async () => {
+      const r = await fetch(`weights/${encodeURIComponent(w.name)}`);
+      if (!r.ok) return message(`The server could not send ${w.name} (${r.status}).`);
+      loadWeights(await r.blob(), w.name, 'from the server');
+    });
+    box.append(b);
+  }
+  return list;
+}
+
+// ---- run -------------------------------------------------------------------------------
+
+function updateRun() {
+  const ok = app.ct && app.weights && !app.running && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
+  $('runBtn').disabled = !ok;
+  $('runBtn').title = app.webgpu ? app.webgpu : !app.ct ? 'Load a CT first' : !app.weights ? 'Choose the weights first' : '';
+}
+
+let progressT0 = 0, progressD0 = 0;
+
+function onProgress(done, total) {
+  const p = $('progress');
+  p.max = total;
+  p.value = done;
+  const now = performance.now();
+  let eta = 'estimating…';
+  if (progressT0 === 0) {
+    progressT0 = now;
+    progressD0 = done;
+  } else if (done > progressD0) {
+    const s = ((now - progressT0) / (done - progressD0)) * (total - done) / 1000;
+    eta = s < 1 ? 'finishing' : `about ${s < 90 ? Math.ceil(s) + ' s' : Math.ceil(s / 60) + ' min'} left`;
+  }
+  $('progressText').textContent = `${done} / ${total} windows · ${eta}`;
+  $('progressText').dataset.done = done;
+  $('progressText').dataset.total = total;
+}
+
+async function run() {
+  if ($('runBtn').disabled) return;
+  app.running = true;
+  updateRun();
+  setState('running');
+  message('');
+  $('cancelBtn').hidden = false;
+  $('progress').hidden = false;
+  $('progress').value = 0;
+  progressT0 = 0;
+  $('progressText').textContent = 'Starting…';
+  delete $('progressText').dataset.done;
+  const t0 = performance.now();
+  try {
+    const fault = testFaults.shift();
+    const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
+    app.result = r;
+    viewer.setLabels(r.labels);
+    app.index = indexLabels(r.labels, app.ct.info.dims);
+    renderLegend();
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${testROI ? ` (test window ${testROI})` : ''}.`;
+    $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
+    $('dlLabels').disabled = $('dlStats').disabled = false;
+    setState('done');
+  } catch (e) {
+    runFailed(e);
+  } finally {
+    app.running = false;
+    $('cancelBtn').hidden = true;
+    updateRun();
+  }
+}
+
+function runFailed(e) {
+  setState(e.name === 'Cancelled' ? 'cancelled' : 'error');
+  $('progressText').textContent = '';
+  $('progress').hidden = true;
+  switch (e.name) {
+    case 'Cancelled':
+      message('Cancelled. The CT and the model are still loaded.', 'warn');
+      break;
+    case 'NoWebGPU':
+    case 'NoAdapter':
+      message(app.webgpu || `${e.message}. ${WEBGPU_BROWSERS}`, 'error');
+      break;
+    case 'GPUTooSmall':
+      message(e.message, 'error', ['retry', 'lowres']);
+      break;
+    default:
+      message(`${e.message}. The CT and the model are still loaded: you can retry, or try the 3 mm model.`, 'error', ['retry', 'lowres']);
+  }
+}
+
+$('runBtn').addEventListener('click', run);
+$('retryBtn').addEventListener('click', () => { message(''); run(); });
+$('lowresBtn').addEventListener('click', () => {
+  const s = [...$('serverWeights').querySelectorAll('button')].find((b) => /lowres/i.test(b.dataset.name));
+  if (s) return s.click();
+  message('Choose model_lowres.pt (the 3 mm model) with "choose weights…"; the CT stays loaded. Download it from the link under Model if you do not have it.', 'warn');
+  $('getWeights').hidden = false;
+});
+$('anywayBtn').addEventListener('click', () => {
+  app.acceptNotCT = true;
+  message('');
+  updateRun();
+});
+$('cancelBtn').addEventListener('click', () => {
+  app.worker.postMessage({ op: 'cancel' });
+  $('progressText').textContent = 'Cancelling after the current window…';
+});
+
+// ---- downloads -------------------------------------------------------------------------
+
+function save(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
+
+const baseName = () => app.ct.name.replace(/\.nii(\.gz)?$/i, '');
+
+$('dlLabels').addEventListener('click', async () => {
+  try {
+    const b = await call('labelsNifti', {});
+    save(new Blob([b], { type: 'application/gzip' }), `${baseName()}_labels.nii.gz`);
+  } catch (e) { message(e.message); }
+});
+$('dlStats').addEventListener('click', async () => {
+  try {
+    const t = await call('statsCSV', {});
+    save(new Blob([t], { type: 'text/csv' }), `${baseName()}_statistics.csv`);
+  } catch (e) { message(e.message); }
+});
+
+// ---- display ---------------------------------------------------------------------------
+
+for (const b of document.querySelectorAll('[data-wl]')) {
+  b.addEventListener('click', () => {
+    const [w, l] = b.dataset.wl.split(',').map(Number);
+    $('winW').value = w;
+    $('winL').value = l;
+    viewer.setWindow(w, l);
+  });
+}
+for (const id of ['winW', 'winL']) $(id).addEventListener('input', () => viewer.setWindow(+$('winW').value || 1, +$('winL').value || 0));
+$('opacity').addEventListener('input', () => viewer.setOpacity(+$('opacity').value));
+$('overlayOn').addEventListener('change', () => viewer.setOverlay($('overlayOn').checked));
+
+function showHover(h) {
+  const el = $('hover');
+  if (!h) { el.textContent = 'Move the pointer over a view.'; return; }
+  const name = h.label ? (app.names[h.label] || `label ${h.label}`) : '—';
+  el.textContent = '';
+  const add = (k, v) => {
+    const d = document.createElement('div');
+    const b = document.createElement('b');
+    b.textContent = k;
+    d.append(b, ` ${v}`);
+    el.append(d);
+  };
+  add('voxel', h.p.join(', '));
+  add('HU', String(h.hu));
+  add('structure', name.replaceAll('_', ' '));
+}
+
+// ---- legend ----------------------------------------------------------------------------
+
+function renderLegend() {
+  const ul = $('legendList');
+  ul.textContent = '';
+  const stats = app.result ? app.result.stats : [];
+  if (!stats.length) {
+    const li = document.createElement('li');
+    li.className = 'empty';
+    li.textContent = app.result ? 'No structure found.' : 'Run a segmentation to list the structures.';
+    ul.append(li);
+    return;
+  }
+  for (const s of stats) {
+    const li = document.createElement('li');
+    li.dataset.label = s.label;
+    li.dataset.name = s.name.replaceAll('_', ' ').toLowerCase();
+    const cb = document.createElement('input');
+    cb.type = 'checkbox';
+    cb.checked = !!viewer.visible[s.label];
+    cb.title = 'show / hide';
+    cb.addEventListener('change', () => viewer.setVisible(s.label, cb.checked));
+    const sw = document.createElement('span');
+    sw.className = 'swatch';
+    const c = app.colors[s.label] || [255, 255, 255];
+    sw.style.background = `rgb(${c[0]},${c[1]},${c[2]})`;
+    const nm = document.createElement('button');
+    nm.type = 'button';
+    nm.className = 'name';
+    nm.textContent = s.name.replaceAll('_', ' ');
+    nm.title = `Show ${nm.textContent} (mean ${Math.round(s.meanHU)} HU)`;
+    nm.addEventListener('click', () => jumpTo(s.label));
+    const ml = document.createElement('span');
+    ml.className = 'ml';
+    ml.textContent = `${s.ml < 10 ? s.ml.toFixed(1) : Math.round(s.ml)} ml`;
+    li.append(cb, sw, nm, ml);
+    ul.append(li);
+  }
+  filterLegend();
+}
+
+function filterLegend() {
+  const q = $('legendSearch').value.trim().toLowerCase();
+  for (const li of $('legendList').children) if (li.dataset.name) li.hidden = q !== '' && !li.dataset.name.includes(q);
+}
+
+function legendItems(visibleOnly) {
+  return [...$('legendList').children].filter((li) => li.dataset.label && (!visibleOnly || !li.hidden));
+}
+
+$('legendSearch').addEventListener('input', filterLegend);
+for (const [id, on] of [['allOn', true], ['allOff', false]]) {
+  $(id).addEventListener('click', () => {
+    const items = legendItems(true);
+    for (const li of items) li.querySelector('input').checked = on;
+    viewer.setAllVisible(items.map((li) => +li.dataset.label), on);
+  });
+}
+
+function jumpTo(label) {
+  if (!app.index || !app.index.has(label)) return;
+  const p = nearestVoxel(app.result.labels, app.ct.info.dims, label, app.index.get(label));
+  if (p) viewer.jumpTo(p);
+  for (const li of legendItems(false)) li.classList.toggle('current', +li.dataset.label === label);
+}
+
+// ---- start -----------------------------------------------------------------------------
+
+async function init() {
+  startWorker();
+  const [table] = await Promise.all([call('labelTable', {}), checkWebGPU()]);
+  app.names = table.names;
+  app.colors = table.colors;
+  viewer.setColors(table.colors);
+  await serverWeights();
+  try {
+    const rec = await db.get();
+    if (rec && rec.blob) await loadWeights(rec.blob, rec.name, 'stored', rec.spacing);
+    if (app.weights) app.weights.from = 'kept in this browser';
+  } catch (e) { /* nothing stored, or storage unavailable */ }
+  showWeights();
+  updateRun();
+  setState(document.body.dataset.state === 'starting' ? 'idle' : document.body.dataset.state);
+}
+
+init().catch((e) => {
+  message(`The app failed to start: ${e.message}`);
+  setState('error');
+});

@@ -1,0 +1,143 @@
+// The page's worker: it instantiates the Go program (gen/ctseg.wasm), owns the GPUDevice and
+// runs the segmentation, so the page stays responsive and does only the viewing. Messages in:
+// {id, op, ...}; out: {id, ok, value | error: {name, message}}, plus {type: 'progress' |
+// 'phase' | 'exit'} events. Nothing here touches the network except loading the app's own
+// wasm.
+'use strict';
+
+importScripts('gen/wasm_exec.js');
+
+const post = (m, transfer) => self.postMessage(m, transfer || []);
+
+const ready = new Promise((resolve, reject) => {
+  self.ctsegReady = resolve;
+  const go = new Go();
+  WebAssembly.instantiateStreaming(fetch('gen/ctseg.wasm'), go.importObject)
+    .then((result) => {
+      // wgpu's js backend (Queue.WriteBuffer) reads the wasm memory via globalThis.wasm.
+      self.wasm = result;
+      return go.run(result.instance);
+    })
+    .then(() => post({ type: 'exit', message: 'the ctseg program stopped' }))
+    .catch((e) => {
+      reject(e);
+      post({ type: 'exit', message: String(e && e.message || e) });
+    });
+});
+
+function named(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}
+
+// openDevice creates the GPUDevice with the limits the network needs, as large as the
+// adapter allows (the Go side cannot: wgpu's js backend ignores RequiredLimits), and queues
+// its errors for Go.
+async function openDevice() {
+  if (!self.navigator.gpu) throw named('NoWebGPU', 'no WebGPU in this browser');
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw named('NoAdapter', 'no WebGPU adapter');
+  const keys = [
+    'maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage',
+    'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX',
+    'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension',
+    'maxBindGroups', 'maxUniformBufferBindingSize', 'maxBindingsPerBindGroup',
+  ];
+  const requiredLimits = {};
+  for (const k of keys) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
+  // No features: f16 activations are packed with pack2x16float, which needs none.
+  const device = await adapter.requestDevice({ label: 'ctseg', requiredLimits, requiredFeatures: [] });
+  const errors = [];
+  device.addEventListener('uncapturederror', (ev) => {
+    const e = ev.error;
+    const kind = e instanceof GPUOutOfMemoryError ? 'out of memory' : e instanceof GPUValidationError ? 'validation error' : 'internal error';
+    errors.push(`WebGPU ${kind}: ${e.message}`);
+  });
+  device.lost.then((info) => {
+    if (info.reason !== 'destroyed') errors.push(`the GPU device was lost: ${info.message || info.reason}`);
+  });
+  const limits = {};
+  for (const k of keys) if (device.limits[k] !== undefined) limits[k] = device.limits[k];
+  const ai = adapter.info || {};
+  let name = [ai.vendor, ai.architecture, ai.device, ai.description].filter(Boolean).join(' ') || 'WebGPU adapter';
+  const software = !!(adapter.isFallbackAdapter || ai.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(name));
+  if (software) name += ' (software)';
+  return {
+    device, limits, adapter: name, software,
+    takeError: () => (errors.length ? errors.shift() : null),
+    // Test-only (?fault=lose-device): lose the device as a crashed driver would.
+    lose() { errors.push('the GPU device was lost: test fault'); device.destroy(); },
+  };
+}
+
+// cancelRequested is set by a cancel message and read by Go between windows. It is reset when
+// a segment message arrives, so a cancel can never be lost to a run that has not started yet.
+let cancelRequested = false;
+
+const ops = {
+  async labelTable() {
+    return ctsegGo.labelTable();
+  },
+  async loadCT(m) {
+    const v = await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
+    return [v, [v.hu.buffer]];
+  },
+  async loadWeights(m) {
+    return ctsegGo.loadWeights(new Uint8Array(m.bytes), m.name);
+  },
+  async segment(m) {
+    const gpu = await openDevice();
+    if (cancelRequested) {
+      gpu.device.destroy();
+      throw named('Cancelled', 'cancelled');
+    }
+    post({ type: 'phase', text: `GPU: ${gpu.adapter}` });
+    // Test-only (?fault=small-adapter): an adapter far too small for the model.
+    if (m.fault === 'small-adapter') gpu.limits.maxStorageBufferBindingSize = gpu.limits.maxBufferSize = 64 << 10;
+    try {
+      const v = await ctsegGo.segment(gpu.device, {
+        limits: gpu.limits,
+        adapter: gpu.adapter,
+        software: gpu.software,
+        takeError: gpu.takeError,
+        spacing: m.spacing,
+        roi: m.roi || 0,
+        precision: m.precision, // f16 unless 'f32'
+        progress: (done, total) => {
+          if (m.fault === 'lose-device' && done >= 1) gpu.lose();
+          post({ type: 'progress', done, total });
+        },
+        phase: (text) => post({ type: 'phase', text }),
+        cancelled: () => cancelRequested,
+      });
+      return [v, [v.labels.buffer]];
+    } finally {
+      gpu.device.destroy();
+    }
+  },
+  async labelsNifti() {
+    const b = await ctsegGo.labelsNifti();
+    return [b, [b.buffer]];
+  },
+  async statsCSV() {
+    return ctsegGo.statsCSV();
+  },
+};
+
+self.onmessage = async (ev) => {
+  const m = ev.data;
+  if (m.op === 'cancel') {
+    cancelRequested = true;
+    return;
+  }
+  if (m.op === 'segment') cancelRequested = false;
+  try {
+    await ready;
+    const r = await ops[m.op](m);
+    const [value, transfer] = Array.isArray(r) ? r : [r, []];
+    post({ id: m.id, ok: true, value }, transfer);
+  } catch (e) {
+    post({ id: m.id, ok: false, error: { name: e && e.name || 'Error', message: String(e && e.message || e) } });
+  }
+};

@@ -1,0 +1,354 @@
+//go:build js
+
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"ctseg/labels"
+	"ctseg/model"
+	"ctseg/pipeline"
+	"ctseg/volume"
+	"ctseg/weights"
+)
+
+// maxBrowserVoxels bounds the CT a page accepts: wasm32 has 4 GiB of memory and the CT is held
+// as float32 (Go) and int16 (the viewer), next to the labels.
+const maxBrowserVoxels = 320 << 20
+
+// state is what the worker keeps between calls: a run can be retried (another device, another
+// model) without loading the CT or the weights again.
+var state struct {
+	mu      sync.Mutex
+	ct      *volume.Volume
+	net     *model.Net
+	result  *pipeline.Result
+	stats   []volume.StructureStats
+	running bool
+}
+
+// userError is an error the page shows as is; Kind lets it choose what to offer (retry,
+// another model, another file).
+type userError struct {
+	Kind string // NotNIfTI, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy
+	Msg  string
+}
+
+func (e *userError) Error() string { return e.Msg }
+
+func busy() error {
+	return &userError{"Busy", "a segmentation is running: wait for it or cancel it first"}
+}
+
+// loadCT(bytes: Uint8Array, name: string)
+func loadCT(args []js.Value) (any, error) {
+	data, err := bytesArg(args[0], "CT")
+	if err != nil {
+		return nil, err
+	}
+	name := args[1].String()
+	v, h, err := volume.ParseNIfTIWith(data, volume.ReadOptions{MaxVoxels: maxBrowserVoxels})
+	data = nil
+	if err != nil {
+		if strings.Contains(err.Error(), "exceeds the limit") {
+			return nil, &userError{"TooLarge", fmt.Sprintf("%s is too large for the browser (%v). The ctseg command handles it: ctseg segment --input %s.", name, err, name)}
+		}
+		return nil, &userError{"NotNIfTI", fmt.Sprintf("%s is not a NIfTI image (.nii or .nii.gz) that ctseg can read: %v", name, err)}
+	}
+	hu, lo, hi, bad := int16Array(v.Data)
+	if bad >= 0 {
+		return nil, &userError{"NotCT", fmt.Sprintf("%s holds NaN or infinite values (the first at voxel %d); a CT holds finite Hounsfield units", name, bad)}
+	}
+	notCT := notCTReason(v, lo, hi)
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.running {
+		return nil, busy()
+	}
+	state.ct, state.result, state.stats = v, nil, nil
+	sp := v.Spacing()
+	aff := make([]any, 0, 16)
+	for _, row := range v.Affine {
+		for _, a := range row {
+			aff = append(aff, a)
+		}
+	}
+	return map[string]any{
+		"name":        name,
+		"dims":        []any{v.Dims[0], v.Dims[1], v.Dims[2]},
+		"spacing":     []any{sp[0], sp[1], sp[2]},
+		"affine":      aff,
+		"min":         float64(lo),
+		"max":         float64(hi),
+		"notCT":       notCT,
+		"description": h.Description,
+		"hu":          hu,
+	}, nil
+}
+
+// int16Array converts the CT to the viewer's Int16Array (rounded HU, clamped), in chunks so
+// that Go never holds a second full-size copy, and returns the value range and the index of
+// the first non-finite value (-1: none).
+func int16Array(data []float32) (out js.Value, lo, hi float32, bad int) {
+	out = js.Global().Get("Int16Array").New(len(data))
+	bytes := js.Global().Get("Uint8Array").New(out.Get("buffer"))
+	lo, hi, bad = float32(math.Inf(1)), float32(math.Inf(-1)), -1
+	const chunk = 1 << 20
+	buf := make([]byte, 2*chunk)
+	for off := 0; off < len(data); off += chunk {
+		part := data[off:min(off+chunk, len(data))]
+		for i, x := range part {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				if bad < 0 {
+					bad = off + i
+				}
+				x = 0
+			}
+			lo, hi = min(lo, x), max(hi, x)
+			r := math.Round(float64(x))
+			binary.LittleEndian.PutUint16(buf[2*i:], uint16(int16(max(-32768, min(32767, r)))))
+		}
+		js.CopyBytesToJS(bytes.Call("subarray", 2*off, 2*(off+len(part))), buf[:2*len(part)])
+	}
+	return out, lo, hi, bad
+}
+
+// notCTReason says why v does not look like a CT in Hounsfield units, or "". A body CT holds
+// air (about -1000 HU) and tissue or bone above 0; label maps, MR images and probability maps
+// do not.
+func notCTReason(v *volume.Volume, lo, hi float32) string {
+	d := v.Dims
+	if d[0] < 8 || d[1] < 8 || d[2] < 8 {
+		return fmt.Sprintf("it is %dx%dx%d voxels, not a 3-D CT volume", d[0], d[1], d[2])
+	}
+	if lo > -200 || hi-lo < 300 {
+		return fmt.Sprintf("its values run from %.0f to %.0f, but a CT in Hounsfield units has air near -1000 (a label map, an MR image, or a CT stored without its rescale?)", lo, hi)
+	}
+	return ""
+}
+
+// loadWeights(bytes: Uint8Array, name: string)
+func loadWeights(args []js.Value) (any, error) {
+	data, err := bytesArg(args[0], "weights")
+	if err != nil {
+		return nil, err
+	}
+	name := args[1].String()
+	sd, err := weights.Parse(data)
+	data = nil
+	if err != nil {
+		return nil, &userError{"NotWeights", fmt.Sprintf("%s is not a MONAI checkpoint (model.pt, model_lowres.pt) or a ctseg weight file: %v", name, err)}
+	}
+	net, err := model.NewNet(sd)
+	if err != nil {
+		return nil, &userError{"NotWeights", fmt.Sprintf("%s does not hold the weights of this model (the wholeBody_ct_segmentation SegResNet): %v", name, err)}
+	}
+	if k := net.Cfg.OutChannels; k > labels.Count {
+		return nil, &userError{"NotWeights", fmt.Sprintf("%s has %d classes; this model's label map has %d: these are not the wholeBody_ct_segmentation weights", name, k, labels.Count)}
+	}
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.running {
+		return nil, busy()
+	}
+	state.net = net
+	cfg := net.Cfg
+	return map[string]any{
+		"name":    name,
+		"config":  cfg.String(),
+		"filters": cfg.InitFilters,
+		"classes": cfg.OutChannels,
+		"params":  cfg.ParamCount(),
+		"bundle":  cfg.InitFilters == 32 && cfg.OutChannels == labels.Count,
+		"spacing": guessSpacing(name, sd.Meta),
+	}, nil
+}
+
+// guessSpacing tells the model's voxel size from the file: the project file records it in
+// its metadata; the bundle's checkpoints are model.pt (1.5 mm) and model_lowres.pt (3 mm),
+// also published as model_lowres_wholebody_ct_segmentation.pt. 0: unknown.
+func guessSpacing(name string, meta map[string]string) float64 {
+	if s, ok := meta["spacing"]; ok {
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "mm"), 64); err == nil && (v == 1.5 || v == 3) {
+			return v
+		}
+	}
+	n := strings.ToLower(path.Base(name))
+	switch {
+	case strings.Contains(n, "lowres") || strings.Contains(n, "3mm") || strings.Contains(n, "3.0mm"):
+		return 3
+	case strings.Contains(n, "wholebody") || n == "model.pt" || strings.Contains(n, "1.5mm"):
+		return 1.5
+	}
+	return 0
+}
+
+// segment(device: GPUDevice, options: {limits, adapter, takeError, spacing, roi, precision,
+// progress(done, total), phase(text), cancelled() bool})
+func segment(args []js.Value) (any, error) {
+	jsDev, o := args[0], args[1]
+	state.mu.Lock()
+	if state.running {
+		state.mu.Unlock()
+		return nil, busy()
+	}
+	ct, net := state.ct, state.net
+	if ct == nil || net == nil {
+		state.mu.Unlock()
+		return nil, errors.New("load a CT and the weights first")
+	}
+	state.running = true
+	state.mu.Unlock()
+	defer func() {
+		state.mu.Lock()
+		state.running = false
+		state.mu.Unlock()
+	}()
+	spacing := o.Get("spacing").Float()
+	if spacing != 1.5 && spacing != 3 {
+		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
+	}
+	// f16 activation storage by default, as `ctseg segment` (the bundle runs under f16
+	// autocast); it also halves the GPU memory a run needs.
+	opt := pipeline.Options{Spacing: spacing, F16: o.Get("precision").String() != "f32"}
+	if roi := o.Get("roi"); roi.Truthy() && roi.Int() > 0 {
+		// A test-only smaller window (?roi=N): the browser end-to-end test compares it with
+		// `ctseg segment --roi N`.
+		n := roi.Int()
+		if n%8 != 0 {
+			return nil, fmt.Errorf("window %d: must be a multiple of 8", n)
+		}
+		opt.Window = model.DefaultWindowOptions()
+		opt.Window.ROI = [3]int{n, n, n}
+	}
+	ctx, takeErr := newContext(jsDev, o)
+	opt.GPU = ctx
+	phase := o.Get("phase")
+	progress := o.Get("progress")
+	opt.Progress = func(done, total int) {
+		if progress.Type() == js.TypeFunction {
+			progress.Invoke(done, total)
+		}
+	}
+	if c := o.Get("cancelled"); c.Type() == js.TypeFunction {
+		opt.Cancelled = func() bool { return c.Invoke().Truthy() }
+	}
+	if phase.Type() == js.TypeFunction {
+		phase.Invoke(fmt.Sprintf("Resampling to %g mm and running the network on %s", spacing, ctx.Adapter))
+	}
+	start := time.Now()
+	res, err := runSegment(ct, net, opt)
+	if err != nil {
+		return nil, gpuError(err, takeErr(), spacing)
+	}
+	st := volume.LabelStats(res.Labels, ct, labels.Names[:res.Classes])
+	state.mu.Lock()
+	state.result, state.stats = res, st
+	state.mu.Unlock()
+	list := make([]any, 0, len(st))
+	for _, s := range st {
+		if s.Voxels == 0 {
+			continue
+		}
+		list = append(list, map[string]any{"label": s.Label, "name": s.Name, "voxels": s.Voxels, "ml": s.VolumeML, "meanHU": s.MeanHU})
+	}
+	return map[string]any{
+		"labels":  uint8Array(res.Labels),
+		"stats":   list,
+		"windows": res.Windows,
+		"seconds": time.Since(start).Seconds(),
+		"adapter": ctx.Adapter,
+		"peakMB":  float64(res.PeakGPU) / (1 << 20),
+	}, nil
+}
+
+// runSegment is pipeline.Segment with panics (a JS exception from a lost device) as errors.
+func runSegment(ct *volume.Volume, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the GPU stopped responding (%v)", r)
+		}
+	}()
+	return pipeline.Segment(ct, net, opt)
+}
+
+// gpuError turns a failed run into what the user should read: the device's own error first
+// (it is the cause; what Go saw is usually a consequence), and a way out when the adapter is
+// too small.
+func gpuError(err, devErr error, spacing float64) error {
+	if errors.Is(err, pipeline.ErrCancelled) {
+		return &userError{"Cancelled", "cancelled"}
+	}
+	var ue *userError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	msg := err.Error()
+	if devErr != nil {
+		msg = devErr.Error()
+	}
+	low := strings.ToLower(msg + " " + err.Error())
+	if strings.Contains(low, "maxbuffersize") || strings.Contains(low, "maxstoragebufferbindingsize") ||
+		strings.Contains(low, "out of memory") || strings.Contains(low, "outofmemory") || strings.Contains(low, "binding limit") {
+		hint := "Try the 3 mm model (model_lowres.pt): it needs far less GPU memory."
+		if spacing == 3 {
+			hint = "Close other tabs and applications that use the GPU, or run the ctseg command on a machine with a larger GPU."
+		}
+		return &userError{"GPUTooSmall", fmt.Sprintf("This GPU adapter is too small for this run (%s). %s", msg, hint)}
+	}
+	return &userError{"GPUError", fmt.Sprintf("The GPU run failed: %s", msg)}
+}
+
+// labelsNifti() encodes the last result as .nii.gz on the input's grid, as `ctseg segment`
+// writes it.
+func labelsNifti(args []js.Value) (any, error) {
+	state.mu.Lock()
+	res := state.result
+	state.mu.Unlock()
+	if res == nil {
+		return nil, errors.New("no segmentation yet")
+	}
+	b, err := encodeLabels(res)
+	if err != nil {
+		return nil, err
+	}
+	return uint8Array(b), nil
+}
+
+// statsCSV() is the statistics of the last result, as `ctseg segment --statistics` writes
+// them.
+func statsCSV(args []js.Value) (any, error) {
+	state.mu.Lock()
+	st := state.stats
+	state.mu.Unlock()
+	if st == nil {
+		return nil, errors.New("no segmentation yet")
+	}
+	var b bytes.Buffer
+	if err := volume.WriteStatsCSV(&b, st); err != nil {
+		return nil, err
+	}
+	return b.String(), nil
+}
+
+// labelTable is the class names and display colours shared with the native tools.
+func labelTable() any {
+	names := make([]any, len(labels.Names))
+	colors := make([]any, len(labels.Colors))
+	for i, n := range labels.Names {
+		names[i] = n
+		c := labels.Colors[i]
+		colors[i] = []any{int(c[0]), int(c[1]), int(c[2])}
+	}
+	return map[string]any{"names": names, "colors": colors}
+}
