@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm deps test test-go vet run bench clean
+.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean
 
 all: build
 
@@ -28,10 +28,23 @@ vet:
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps build vet test-go
+test: deps build vet test-go test-limits fuzz
 
 test-go:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -count=1 -timeout 30m ./...
+
+# The golden GPU tests again on a device with only WebGPU's default limits (what a browser
+# grants without asking).
+test-limits:
+	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) CTSEG_TEST_DEFAULT_LIMITS=1 $(GO) test -count=1 -run 'TestGPUGolden' ./model/
+
+# Each parser's fuzz target for a few seconds (crashers land in testdata/fuzz and fail later runs).
+FUZZTIME ?= 8s
+fuzz:
+	@set -e; for t in FuzzParseNIfTI FuzzParseNIfTIGzip FuzzParseLabels FuzzPlanPreprocess; do \
+		$(GO) test -run '^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -parallel=1 ./volume/ ; done
+	@set -e; for t in FuzzReadTorch FuzzReadSafetensors; do \
+		$(GO) test -run '^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -parallel=1 ./weights/ ; done
 
 bench: build
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -run '^$$' -bench . -benchtime 1x ./shaders/ ./model/
@@ -39,6 +52,7 @@ bench: build
 # ADDR and WEIGHTS (a directory of model.pt / model_lowres.pt) are optional.
 ADDR ?= 127.0.0.1:8080
 run: deps build
+	@./bin/ctseg weights fetch --variant all || echo "make run: the weights could not be fetched (see above); the app starts anyway. Offline: ./bin/ctseg weights import FILE (README)" >&2
 	./bin/ctseg serve --addr $(ADDR) $(if $(WEIGHTS),--weights-dir $(WEIGHTS))
 
 clean:
