@@ -43,20 +43,8 @@ func gpuLogits(t testing.TB, n *model.Net, vol *model.Tensor, opt model.WindowOp
 	g, err := model.NewGPUNet(ctx, n, plan.ROI[0], plan.ROI[1], plan.ROI[2], model.GPUOptions{F16: f16})
 	require.NoError(t, err)
 	defer g.Release()
-	K := n.Cfg.OutChannels
-	hw := vol.H * vol.W
-	out := make([]float32, K*vol.D*hw)
-	next := 0
-	err = g.SlidingWindow(vol, plan, model.SliceSink{Logits: func(z0, nz int, l []float32) error {
-		require.Equal(t, next, z0, "slices must arrive in order, once")
-		next = z0 + nz
-		for k := 0; k < K; k++ {
-			copy(out[(k*vol.D+z0)*hw:(k*vol.D+z0+nz)*hw], l[k*nz*hw:(k+1)*nz*hw])
-		}
-		return nil
-	}}, nil)
-	require.NoError(t, err)
-	require.Equal(t, vol.D, next)
+	out := make([]float32, n.Cfg.OutChannels*vol.Voxels())
+	require.NoError(t, g.SlidingWindow(vol, plan, model.WindowOutput{Logits: out}, nil))
 	return out
 }
 

@@ -15,7 +15,8 @@ type GPUPlan struct {
 	TransientBytes uint64  // the most held briefly on top: a row's uniforms or a readback
 	PeakBytes      uint64  // the sum: the run's peak GPU memory
 	MaxBinding     uint64  // the largest single binding
-	RingSlices     int     // z-slices of blended features held at once
+	RingSlices     int     // slices of blended features held at once
+	RingAxis       int     // the axis they are slices of (the volume's longest)
 	WindowFLOPs    float64 // one window of the network
 	TotalFLOPs     float64 // every window, blending and the head
 }
@@ -34,7 +35,7 @@ func PlanGPU(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, opt GPUOpt
 	if err != nil {
 		return nil, err
 	}
-	p := &GPUPlan{Size: plan.Size, ROI: plan.ROI, Windows: plan.NumWindows(), RingSlices: l.ring}
+	p := &GPUPlan{Size: plan.Size, ROI: plan.ROI, Windows: plan.NumWindows(), RingSlices: l.ring, RingAxis: l.axis}
 	p.NetworkBytes = g.PlanBytes
 	p.WindowBytes = l.passBytes(plan.ROI, cfg)
 	p.TransientBytes = l.transientBytes()

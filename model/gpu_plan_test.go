@@ -29,6 +29,7 @@ func TestPlanMatchesRun(t *testing.T) {
 		{[3]int{40, 21, 35}, false, true},
 		{[3]int{13, 30, 17}, true, false},
 		{[3]int{50, 18, 16}, true, true},
+		{[3]int{13, 17, 40}, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%v_f16%v_argmax%v", tc.size, tc.f16, tc.argmax), func(t *testing.T) {
@@ -49,11 +50,11 @@ func TestPlanMatchesRun(t *testing.T) {
 			for i := range vol.Data {
 				vol.Data[i] = float32(rng.NormFloat64())
 			}
-			sink := model.SliceSink{Labels: func(int, int, []uint8) error { return nil }}
+			out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
 			if !tc.argmax {
-				sink = model.SliceSink{Logits: func(int, int, []float32) error { return nil }}
+				out = model.WindowOutput{Logits: make([]float32, cfg.OutChannels*vol.Voxels())}
 			}
-			require.NoError(t, g.SlidingWindow(vol, plan, sink, nil))
+			require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
 			g.Release()
 			require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
 			require.Equal(t, base, ctx.LiveBytes(), "every buffer released")

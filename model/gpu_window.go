@@ -10,39 +10,64 @@ import (
 	"ctseg/weights"
 )
 
-// SliceSink receives finished z-slices of the blended result, in increasing z, exactly once
-// each: labels ([nz][H][W] class indices) or logits ([K][nz][H][W]).
-type SliceSink struct {
-	Labels func(z0, nz int, labels []uint8) error
-	Logits func(z0, nz int, logits []float32) error
+// WindowOutput receives the blended result of SlidingWindow: Labels, the class of every voxel
+// [D][H][W], or Logits [K][D][H][W] (for golden comparisons). Exactly one is set, sized for
+// the plan's volume.
+type WindowOutput struct {
+	Labels []uint8
+	Logits []float32
 }
 
 // GPUWindowProgress reports windows done out of total after each window; an error stops the
 // run (a user's Cancel) and is returned by SlidingWindow.
 type GPUWindowProgress func(done, total int) error
 
-// RingDepth is the number of z-slices the accumulator holds for a plan: a window row spans
-// at most ROI slices, and everything before the current row is already finished.
-func RingDepth(plan *WindowPlan) int { return min(plan.ROI[0], plan.Size[0]) }
+// RingAxis is the axis the accumulator ring runs along: the volume's longest, so that the
+// plane of the two others, which every slot holds whole, is the smallest.
+func RingAxis(plan *WindowPlan) int {
+	a := 0
+	for i := 1; i < 3; i++ {
+		if plan.Size[i] > plan.Size[a] {
+			a = i
+		}
+	}
+	return a
+}
+
+// RingDepth is the number of slices the accumulator holds for a plan: a row of windows spans
+// at most ROI slices along the ring's axis, and everything before the row is finished.
+func RingDepth(plan *WindowPlan) int {
+	a := RingAxis(plan)
+	return min(plan.ROI[a], plan.Size[a])
+}
 
 // SlidingWindow runs MONAI's sliding-window inference over vol (one channel, [D][H][W]) with
 // the GPU network, whose window size must be plan.ROI. Memory stays bounded whatever the
-// volume: the network's buffers, a ring of RingDepth(plan) z-slices of F blended feature
-// channels (never K logits), and one head output chunk; finished slices go to sink as soon as
-// no later window can touch them.
-func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, sink SliceSink, progress GPUWindowProgress) error {
+// volume: the network's buffers, a ring of RingDepth(plan) slices of F blended feature
+// channels (never K logits), and one head output chunk; slices are finished (head, argmax,
+// read back into out) as soon as no later window can touch them.
+func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, out WindowOutput, progress GPUWindowProgress) error {
 	if vol.C != 1 || vol.D != plan.Size[0] || vol.H != plan.Size[1] || vol.W != plan.Size[2] {
 		return fmt.Errorf("gpu: volume %dx%dx%dx%d does not match the window plan", vol.C, vol.D, vol.H, vol.W)
 	}
 	if plan.ROI != [3]int{g.D, g.H, g.W} {
 		return fmt.Errorf("gpu: window %v differs from the planned network %dx%dx%d", plan.ROI, g.D, g.H, g.W)
 	}
-	w, err := newWindowPass(g, plan, sink.Labels != nil)
+	n := vol.Voxels()
+	switch {
+	case (out.Labels == nil) == (out.Logits == nil):
+		return fmt.Errorf("gpu: sliding window needs exactly one of labels and logits")
+	case out.Labels != nil && len(out.Labels) != n:
+		return fmt.Errorf("gpu: %d labels for %d voxels", len(out.Labels), n)
+	case out.Logits != nil && len(out.Logits) != n*g.net.Cfg.OutChannels:
+		return fmt.Errorf("gpu: %d logits for %d voxels of %d classes", len(out.Logits), n, g.net.Cfg.OutChannels)
+	}
+	w, err := newWindowPass(g, plan, out.Labels != nil)
 	if err != nil {
 		return err
 	}
 	defer w.release()
-	return w.run(vol, sink, progress)
+	return w.run(vol, out, progress)
 }
 
 // windowLayout is the sizing of a sliding-window pass: the accumulator ring, its split into
@@ -50,6 +75,8 @@ func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, sink SliceSink, pr
 // (PlanGPU, `ctseg segment --dry-run`) and the real run use the same numbers.
 type windowLayout struct {
 	plan      *WindowPlan
+	axis      int // the ring's axis
+	pb, pc    int // the plane's axes
 	acc       shaders.Accumulator
 	ring      int // slots
 	segSlots  int // slots per segment buffer
@@ -60,17 +87,18 @@ type windowLayout struct {
 }
 
 func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16, argmax bool) (*windowLayout, error) {
-	l := &windowLayout{plan: plan, k: cfg.OutChannels}
-	l.acc = shaders.Accumulator{C: cfg.InitFilters, HV: plan.Size[1], WV: plan.Size[2], F16: f16}
+	l := &windowLayout{plan: plan, k: cfg.OutChannels, axis: RingAxis(plan)}
+	l.pb, l.pc = shaders.PlaneAxes(l.axis)
+	l.acc = shaders.Accumulator{C: cfg.InitFilters, HV: plan.Size[l.pb], WV: plan.Size[l.pc], F16: f16}
 	l.ring = RingDepth(plan)
 	l.slotBytes = uint64(4 * l.acc.SlotWords())
 	limit := min(limits.MaxStorageBufferBindingSize, limits.MaxBufferSize)
 	l.segSlots = int(limit / l.slotBytes)
 	if l.segSlots < 1 {
-		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", plan.Size[1], plan.Size[2], l.slotBytes, limit)
+		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", l.acc.HV, l.acc.WV, l.slotBytes, limit)
 	}
 	l.segSlots = min(l.segSlots, l.ring)
-	l.perSlice = uint64(4 * plan.Size[1] * plan.Size[2])
+	l.perSlice = uint64(4 * l.acc.HV * l.acc.WV)
 	if !argmax {
 		l.perSlice *= uint64(cfg.OutChannels)
 	}
@@ -108,19 +136,20 @@ func (l *windowLayout) runs(z0, z1, maxNZ int) []run {
 	return out
 }
 
-// rowZ is the z-range of volume slices the windows of row start sz cover.
-func (l *windowLayout) rowZ(sz int) (int, int) {
-	p := l.plan
-	return max(sz-p.PadBefore[0], 0), min(sz-p.PadBefore[0]+p.ROI[0], p.Size[0])
+// rowZ is the range of slices along the ring's axis that the row of windows starting at s
+// covers.
+func (l *windowLayout) rowZ(s int) (int, int) {
+	p, a := l.plan, l.axis
+	return max(s-p.PadBefore[a], 0), min(s-p.PadBefore[a]+p.ROI[a], p.Size[a])
 }
 
 // finishedBefore is the first slice the next row touches (the volume's end after the last).
 func (l *windowLayout) finishedBefore(ri int) int {
-	if ri+1 < len(l.plan.Starts[0]) {
-		z, _ := l.rowZ(l.plan.Starts[0][ri+1])
+	if starts := l.plan.Starts[l.axis]; ri+1 < len(starts) {
+		z, _ := l.rowZ(starts[ri+1])
 		return z
 	}
-	return l.plan.Size[0]
+	return l.plan.Size[l.axis]
 }
 
 // passBytes is the memory the pass holds for its whole run, and transientBytes the most it
@@ -139,9 +168,9 @@ func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
 func (l *windowLayout) transientBytes() uint64 {
 	var most uint64
 	finished := 0
-	for ri, sz := range l.plan.Starts[0] { // the same walk as windowPass.run
+	for ri, sz := range l.plan.Starts[l.axis] { // the same walk as windowPass.run
 		z0, z1 := l.rowZ(sz)
-		n := len(l.plan.Starts[1]) * len(l.plan.Starts[2]) * len(l.runs(z0, z1, l.ring))
+		n := len(l.plan.Starts[l.pb]) * len(l.plan.Starts[l.pc]) * len(l.runs(z0, z1, l.ring))
 		most = max(most, uint64(16*n))
 		next := l.finishedBefore(ri)
 		for _, r := range l.runs(finished, next, l.headNZ) {
@@ -205,7 +234,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.headOut, err = ctx.NewBuffer("head.out", uint64(w.headNZ)*w.perSlice); err != nil {
 		return fail(err)
 	}
-	w.blend = &shaders.Blend{Acc: w.acc, RD: g.D, RH: g.H, RW: g.W, F16: g.opt.F16}
+	w.blend = &shaders.Blend{Acc: w.acc, RD: g.D, RH: g.H, RW: g.W, Axis: w.axis, F16: g.opt.F16}
 	if w.blendP, err = shaders.Compile(ctx, w.blend); err != nil {
 		return fail(err)
 	}
@@ -262,15 +291,14 @@ func (w *windowPass) zero(r run) (gpu.Dispatch, error) {
 	return gpu.Dispatch{Label: "zero", Kind: "blend", P: p, Group: bg, X: x, Y: y, Z: 1}, nil
 }
 
-func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress) error {
-	plan, g := w.plan, w.g
+func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgress) error {
+	plan, g, a := w.plan, w.g, w.axis
 	pad := plan.PadBefore
-	D := plan.Size[0]
 	windows := plan.Windows()
 	done, entered, finished := 0, 0, 0
 	inBuf := make([]float32, g.D*g.H*g.W)
-	for ri, sz := range plan.Starts[0] {
-		z0, z1 := w.rowZ(sz)
+	for ri, s := range plan.Starts[a] {
+		z0, z1 := w.rowZ(s)
 		var ds []gpu.Dispatch
 		for _, r := range w.runs(entered, z1, w.ring) { // slices entering the ring start at zero
 			d, err := w.zero(r)
@@ -284,7 +312,7 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 			return err
 		}
 		for _, st := range windows {
-			if st[0] != sz {
+			if st[a] != s {
 				continue
 			}
 			extractWindow(vol, st, pad, plan.ROI, inBuf)
@@ -292,9 +320,9 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 				return err
 			}
 			ds := append([]gpu.Dispatch(nil), g.Dispatches...)
-			oy, ox := st[1]-pad[1], st[2]-pad[2]
+			ob, oc := st[w.pb]-pad[w.pb], st[w.pc]-pad[w.pc]
 			for _, r := range w.runs(z0, z1, w.ring) {
-				u, err := w.uniform(uint32(r.z0-(sz-pad[0])), uint32(r.nz), uint32(int32(oy)), uint32(int32(ox)))
+				u, err := w.uniform(uint32(r.z0-(s-pad[a])), uint32(r.nz), uint32(int32(ob)), uint32(int32(oc)))
 				if err != nil {
 					return err
 				}
@@ -321,30 +349,34 @@ func (w *windowPass) run(vol *Tensor, sink SliceSink, progress GPUWindowProgress
 		w.tmp = nil
 		// slices before the next row's first slice are final
 		next := w.finishedBefore(ri)
-		if err := w.finish(finished, next, sink); err != nil {
+		if err := w.finish(finished, next, out); err != nil {
 			return err
 		}
 		finished = max(finished, next)
 	}
-	if finished < D {
-		return fmt.Errorf("gpu: internal error: slices %d..%d never finished", finished, D)
+	if finished < plan.Size[a] {
+		return fmt.Errorf("gpu: internal error: slices %d..%d never finished", finished, plan.Size[a])
 	}
 	return nil
 }
 
-// finish runs the head over [z0, z1) and hands the results to the sink.
-func (w *windowPass) finish(z0, z1 int, sink SliceSink) error {
+// finish runs the head over slices [z0, z1) of the ring's axis and scatters the results into
+// out's [D][H][W] (or [K][D][H][W]) layout.
+func (w *windowPass) finish(z0, z1 int, out WindowOutput) error {
 	ctx := w.g.ctx
 	K := w.g.net.Cfg.OutChannels
-	hw := w.acc.HV * w.acc.WV
+	size := w.plan.Size
+	nv := size[0] * size[1] * size[2]
+	strides := [3]int{size[1] * size[2], size[2], 1}
+	sa, sb, sc := strides[w.axis], strides[w.pb], strides[w.pc]
 	for _, r := range w.runs(z0, z1, w.headNZ) {
 		spec := &shaders.Head{Acc: w.acc, K: K, NZ: r.nz, Argmax: w.argmax}
 		p, err := shaders.Compile(ctx, spec)
 		if err != nil {
 			return err
 		}
-		out := gpu.Binding{Buf: w.headOut, Size: spec.OutBytes()}
-		bg, err := ctx.BindGroup(p, w.slotBinding(r), gpu.Whole(w.headW), gpu.Whole(w.headB), out)
+		ob := gpu.Binding{Buf: w.headOut, Size: spec.OutBytes()}
+		bg, err := ctx.BindGroup(p, w.slotBinding(r), gpu.Whole(w.headW), gpu.Whole(w.headB), ob)
 		if err != nil {
 			return err
 		}
@@ -356,21 +388,23 @@ func (w *windowPass) finish(z0, z1 int, sink SliceSink) error {
 		if err != nil {
 			return err
 		}
-		if w.argmax {
-			labels := make([]uint8, r.nz*hw)
-			for i := range labels {
-				labels[i] = uint8(binary.LittleEndian.Uint32(raw[4*i:]))
-			}
-			if err := sink.Labels(r.z0, r.nz, labels); err != nil {
-				return err
-			}
-		} else {
-			logits := make([]float32, K*r.nz*hw)
-			for i := range logits {
-				logits[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-			}
-			if err := sink.Logits(r.z0, r.nz, logits); err != nil {
-				return err
+		// the run's results are [(K)][slice][plane b][plane c]
+		runVoxels := r.nz * w.acc.HV * w.acc.WV
+		i := 0
+		for ia := 0; ia < r.nz; ia++ {
+			for ib := 0; ib < w.acc.HV; ib++ {
+				dst := (r.z0+ia)*sa + ib*sb
+				for ic := 0; ic < w.acc.WV; ic++ {
+					v := dst + ic*sc
+					if w.argmax {
+						out.Labels[v] = uint8(binary.LittleEndian.Uint32(raw[4*i:]))
+					} else {
+						for k := 0; k < K; k++ {
+							out.Logits[k*nv+v] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*(k*runVoxels+i):]))
+						}
+					}
+					i++
+				}
 			}
 		}
 	}

@@ -94,13 +94,8 @@ func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt O
 		return nil, err
 	}
 	defer g.Release()
-	hw := vol.H * vol.W
-	out := make([]uint8, vol.D*hw)
-	err = g.SlidingWindow(vol, plan, model.SliceSink{Labels: func(z0, nz int, l []uint8) error {
-		copy(out[z0*hw:(z0+nz)*hw], l)
-		return nil
-	}}, progress)
-	if err != nil {
+	out := make([]uint8, vol.Voxels())
+	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: out}, progress); err != nil {
 		return nil, err
 	}
 	res.PeakGPU = ctx.PeakBytes() - base

@@ -35,11 +35,23 @@ func (a Accumulator) WeightPlane() int {
 	return a.C * a.HV * a.WV
 }
 
-// Blend specialises blend.wgsl for one window size.
+// Blend specialises blend.wgsl for one window size and ring axis.
 type Blend struct {
 	Acc        Accumulator
 	RD, RH, RW int // window size
+	Axis       int // the ring's axis (0 D, 1 H, 2 W); the accumulator's plane is the other two
 	F16        bool
+}
+
+// PlaneAxes are the two axes other than the ring's axis, in order.
+func PlaneAxes(axis int) (int, int) {
+	switch axis {
+	case 0:
+		return 1, 2
+	case 1:
+		return 0, 2
+	}
+	return 0, 1
 }
 
 func (b *Blend) Name() string {
@@ -50,19 +62,31 @@ func (b *Blend) Bindings() []gpu.Access {
 	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite, gpu.Uniform}
 }
 
+func (b *Blend) roi() [3]int { return [3]int{b.RD, b.RH, b.RW} }
+
 // Grid for a run of nz slices.
 func (b *Blend) Grid(nz int) (x, y, z uint32) {
-	return uint32(ceilDiv(b.RH*b.RW, 256)), uint32(nz), 1
+	pb, pc := PlaneAxes(b.Axis)
+	r := b.roi()
+	return uint32(ceilDiv(r[pb]*r[pc], 256)), uint32(nz), 1
 }
 
-func (b *Blend) FLOPs(nz int) float64 { return 4 * float64(b.Acc.C*b.RH*b.RW*nz) }
+func (b *Blend) FLOPs(nz int) float64 {
+	pb, pc := PlaneAxes(b.Axis)
+	r := b.roi()
+	return 4 * float64(b.Acc.C*r[pb]*r[pc]*nz)
+}
 
 func (b *Blend) Source() (string, error) {
 	if b.Acc.C%2 != 0 {
 		return "", fmt.Errorf("blend: %d channels must be even", b.Acc.C)
 	}
+	r := b.roi()
+	strides := [3]int{b.RH * b.RW, b.RW, 1}
+	pb, pc := PlaneAxes(b.Axis)
 	return Render("blend.wgsl", map[string]any{
-		"C": b.Acc.C, "CP": b.Acc.C / 2, "RH": b.RH, "RW": b.RW, "RPlane": b.RD * b.RH * b.RW,
+		"C": b.Acc.C, "CP": b.Acc.C / 2, "RB": r[pb], "RC": r[pc], "RPlane": b.RD * b.RH * b.RW,
+		"SA": strides[b.Axis], "SB": strides[pb], "SC": strides[pc], "Axis": b.Axis,
 		"HV": b.Acc.HV, "WV": b.Acc.WV, "HWV": b.Acc.HV * b.Acc.WV, "Slot": b.Acc.SlotWords(), "F16": b.F16,
 		"AccF16": b.Acc.F16, "WPlane": b.Acc.WeightPlane(),
 	})

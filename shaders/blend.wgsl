@@ -2,12 +2,13 @@
 // conv_final's GroupNorm + ReLU, fused here), add importance * feature to the accumulator and
 // importance to the weight sum. The final 1x1 conv is linear, so blending these {{.C}}
 // channels and applying it afterwards equals MONAI's blending of the logits, in a fraction of
-// the memory. The accumulator is a ring of z-slots, each slot
-// [{{.C}} channels + weight sum][{{.HV}}][{{.WV}}] at a stride of {{.Slot}} floats; this dispatch
-// binds the slots of a run of consecutive z (window-local z from prm.wz0). {{if .AccF16}}Channels are
+// the memory. The accumulator is a ring of slots along the volume's axis {{.Axis}} (its longest:
+// the smallest plane), each slot [{{.C}} channels + weight sum][{{.HV}}][{{.WV}}] over the two
+// other axes at a stride of {{.Slot}} words; this dispatch binds the slots of a run of
+// consecutive positions along that axis (window-local from prm.wa0). {{if .AccF16}}Channels are
 // accumulated as packed f16 pairs (f32 arithmetic), the weight sum in f32.{{end}}
 
-struct Params { wz0: u32, nz: u32, oy: i32, ox: i32 }
+struct Params { wa0: u32, nz: u32, ob: i32, oc: i32 } // run start, length; plane origins
 
 {{if .F16}}@group(0) @binding(0) var<storage, read> feat: array<u32>;{{else}}@group(0) @binding(0) var<storage, read> feat: array<f32>;{{end}}
 @group(0) @binding(1) var<storage, read> nrm: array<vec4<f32>>;
@@ -16,7 +17,8 @@ struct Params { wz0: u32, nz: u32, oy: i32, ox: i32 }
 @group(0) @binding(4) var<uniform> prm: Params;
 
 const CP: u32 = {{.CP}}u;
-const RH: u32 = {{.RH}}u; const RW: u32 = {{.RW}}u; // window size (y, x)
+const RB: u32 = {{.RB}}u; const RC: u32 = {{.RC}}u; // window size along the plane's axes
+const SA: u32 = {{.SA}}u; const SB: u32 = {{.SB}}u; const SC: u32 = {{.SC}}u; // window strides
 const RPLANE: u32 = {{.RPlane}}u;                   // window voxels
 const HV: i32 = {{.HV}}; const WV: i32 = {{.WV}};
 const HW: u32 = {{.HWV}}u;
@@ -25,16 +27,16 @@ const SLOT: u32 = {{.Slot}}u;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 	let i = gid.x;
-	if (i >= RH * RW || gid.y >= prm.nz) { return; }
-	let wy = i / RW;
-	let wx = i % RW;
-	let gy = prm.oy + i32(wy);
-	let gx = prm.ox + i32(wx);
-	if (gy < 0 || gy >= HV || gx < 0 || gx >= WV) { return; }
-	let wz = prm.wz0 + gid.y;
-	let wv = (wz * RH + wy) * RW + wx;
+	if (i >= RB * RC || gid.y >= prm.nz) { return; }
+	let wb = i / RC;
+	let wc = i % RC;
+	let gb = prm.ob + i32(wb);
+	let gc = prm.oc + i32(wc);
+	if (gb < 0 || gb >= HV || gc < 0 || gc >= WV) { return; }
+	let wa = prm.wa0 + gid.y;
+	let wv = wa * SA + wb * SB + wc * SC;
 	let g = gmap[wv];
-	let base = gid.y * SLOT + u32(gy * WV + gx);
+	let base = gid.y * SLOT + u32(gb * WV + gc);
 	for (var cp = 0u; cp < CP; cp++) {
 {{- if .F16}}
 		let f = unpack2x16float(feat[cp * RPLANE + wv]);

@@ -157,8 +157,7 @@ func runBench(env *Env, args []string) error {
 	}
 	ctx.ResetPeak()
 	start := time.Now()
-	err = g.SlidingWindow(vol, plan, model.SliceSink{Labels: func(z0, nz int, l []uint8) error { return nil }}, nil)
-	if err != nil {
+	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: make([]uint8, vol.Voxels())}, nil); err != nil {
 		return err
 	}
 	rep.EndToEnd = time.Since(start).Seconds()

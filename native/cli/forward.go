@@ -93,15 +93,8 @@ func runForward(env *Env, args []string) error {
 			return err
 		}
 		defer g.Release()
-		K, hw := net.Cfg.OutChannels, size[1]*size[2]
-		logits = make([]float32, K*size[0]*hw)
-		err = g.SlidingWindow(vol, plan, model.SliceSink{Logits: func(z0, nz int, l []float32) error {
-			for k := 0; k < K; k++ {
-				copy(logits[(k*size[0]+z0)*hw:], l[k*nz*hw:(k+1)*nz*hw])
-			}
-			return nil
-		}}, nil)
-		if err != nil {
+		logits = make([]float32, net.Cfg.OutChannels*vol.Voxels())
+		if err := g.SlidingWindow(vol, plan, model.WindowOutput{Logits: logits}, nil); err != nil {
 			return err
 		}
 		if *verbose {

@@ -224,8 +224,8 @@ func segmentDryRun(env *Env, in, wpath string, spacing float64, wopt model.Windo
 	fmt.Fprintf(w, "preprocessed grid: %v at %v mm\n", pd, spacing)
 	fmt.Fprintf(w, "windows:          %d of %v (starts %v x %v x %v)\n", p.Windows, p.ROI, plan.Starts[0], plan.Starts[1], plan.Starts[2])
 	fmt.Fprintf(w, "compute:          %.1f TFLOP (%.1f GFLOP per window)\n", p.TotalFLOPs/1e12, p.WindowFLOPs/1e9)
-	fmt.Fprintf(w, "planned GPU peak: %.1f MB = network %.1f + accumulator and head %.1f + transient %.1f (ring of %d slices)\n",
-		mb(p.PeakBytes), mb(p.NetworkBytes), mb(p.WindowBytes), mb(p.TransientBytes), p.RingSlices)
+	fmt.Fprintf(w, "planned GPU peak: %.1f MB = network %.1f + accumulator and head %.1f + transient %.1f (ring of %d slices along axis %d)\n",
+		mb(p.PeakBytes), mb(p.NetworkBytes), mb(p.WindowBytes), mb(p.TransientBytes), p.RingSlices, p.RingAxis)
 	fmt.Fprintf(w, "largest binding:  %.1f MB (limits of %s)\n", mb(p.MaxBinding), adapter)
 	return nil
 }
