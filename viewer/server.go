@@ -30,6 +30,9 @@ type Options struct {
 	// WeightsDir, when set, is offered to the page: GET api/weights lists its weight files
 	// (top level only) and GET weights/NAME sends one.
 	WeightsDir string
+	// Cached offers individual files under fixed names (name -> path), e.g. the weight cache's
+	// "3mm-f16.safetensors" when no WeightsDir is given. Only these names are served.
+	Cached map[string]string
 	// LoopbackOnly refuses requests whose Host is not a loopback name, so a web page on
 	// another site cannot reach this server through DNS rebinding.
 	LoopbackOnly bool
@@ -128,10 +131,17 @@ type WeightFile struct {
 	Size int64  `json:"size"`
 }
 
-// weightFiles lists the regular weight files at the top of the weights directory.
+// weightFiles lists the regular weight files at the top of the weights directory, and the
+// cached files.
 func (s *server) weightFiles() ([]WeightFile, error) {
 	out := []WeightFile{}
+	for name, p := range s.opt.Cached {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			out = append(out, WeightFile{Name: name, Size: fi.Size()})
+		}
+	}
 	if s.root == nil {
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return out, nil
 	}
 	entries, err := fs.ReadDir(s.root.FS(), ".")
@@ -176,11 +186,16 @@ func (s *server) listWeights(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) sendWeights(w http.ResponseWriter, r *http.Request, name string) {
-	if s.root == nil || !validWeightName(name) {
+	var f *os.File
+	var err error
+	if p, ok := s.opt.Cached[name]; ok { // a fixed name: nothing of the request reaches the path
+		f, err = os.Open(p)
+	} else if s.root != nil && validWeightName(name) {
+		f, err = s.root.Open(name)
+	} else {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.Open(name)
 	if err != nil {
 		http.NotFound(w, r)
 		return

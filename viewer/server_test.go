@@ -173,3 +173,25 @@ func TestSampleCT(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, len(b) > 1<<20 && b[0] == 0x1f && b[1] == 0x8b, "the sample CT is a gzip file of about 2 MB")
 }
+
+// Cached weights (the weight cache's files, offered when no --weights-dir is given) are served
+// under their fixed names only; no other name reaches the file system.
+func TestServerCachedWeights(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "model-f16.safetensors")
+	require.NoError(t, os.WriteFile(p, []byte("weights"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret.safetensors"), []byte("secret"), 0o644))
+	h, err := viewer.NewHandler(viewer.Options{LoopbackOnly: true, Cached: map[string]string{"3mm-f16.safetensors": p}})
+	require.NoError(t, err)
+	w := get(t, h, "GET", "/api/weights", "localhost")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `[{"name":"3mm-f16.safetensors","size":7}]`, w.Body.String())
+	w = get(t, h, "GET", "/weights/3mm-f16.safetensors", "localhost")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "weights", w.Body.String())
+	for _, bad := range []string{"/weights/secret.safetensors", "/weights/model-f16.safetensors", "/weights/..%2Fsecret.safetensors", "/weights/" + escapedPath(p)} {
+		assert.Equal(t, http.StatusNotFound, get(t, h, "GET", bad, "localhost").Code, bad)
+	}
+}
+
+func escapedPath(p string) string { return strings.ReplaceAll(p, "/", "%2F") }

@@ -178,9 +178,11 @@ func loadWeights(args []js.Value) (any, error) {
 // its metadata; the bundle's checkpoints are model.pt (1.5 mm) and model_lowres.pt (3 mm),
 // also published as model_lowres_wholebody_ct_segmentation.pt. 0: unknown.
 func guessSpacing(name string, meta map[string]string) float64 {
-	if s, ok := meta["spacing"]; ok {
-		if v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "mm"), 64); err == nil && (v == 1.5 || v == 3) {
-			return v
+	for _, key := range []string{"spacing", "spacing_mm"} { // the weight cache writes spacing_mm
+		if s, ok := meta[key]; ok {
+			if v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "mm"), 64); err == nil && (v == 1.5 || v == 3) {
+				return v
+			}
 		}
 	}
 	n := strings.ToLower(path.Base(name))

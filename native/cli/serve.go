@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ctseg/viewer"
+	"ctseg/weights/cache"
 )
 
 func init() {
@@ -38,6 +39,9 @@ func runServe(env *Env, args []string) error {
 	defer ln.Close()
 	tcp := ln.Addr().(*net.TCPAddr)
 	opt := viewer.Options{WeightsDir: *wdir, LoopbackOnly: tcp.IP.IsLoopback()}
+	if *wdir == "" {
+		opt.Cached = cachedWeights(env)
+	}
 	if *verbose {
 		opt.Log = env.Stderr
 	}
@@ -71,4 +75,27 @@ func runServe(env *Env, args []string) error {
 		}
 		return nil
 	}
+}
+
+// cachedWeights offers the weight cache's files (`ctseg weights fetch`), f16 where there is
+// one, under fixed names the page recognises ("3mm-f16.safetensors"); when none is cached it
+// says how to get them.
+func cachedWeights(env *Env) map[string]string {
+	out := map[string]string{}
+	for _, v := range cache.Official().Names() {
+		e, err := cache.Find("", v)
+		if err != nil {
+			continue
+		}
+		for _, prec := range []string{"f16", "f32"} {
+			if p, err := e.Path(prec); err == nil {
+				out[v+"-"+prec+".safetensors"] = p
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(env.Stderr, "ctseg serve: no cached weights; the page can load a model.pt from disk, or run `ctseg weights fetch` (or `ctseg weights import FILE`) first")
+	}
+	return out
 }
