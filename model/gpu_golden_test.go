@@ -2,7 +2,9 @@ package model_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"math/rand"
 	"os"
 	"testing"
 
@@ -115,5 +117,44 @@ func TestGPUGolden(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestGPUUnseenShapes checks the GPU against the CPU reference (itself checked against MONAI)
+// on configurations that are not in ../shared: other channel counts and classes, random
+// weights, volume sizes that are not multiples of anything and are padded on some axes, other
+// overlaps and both blend modes. Same tolerances as the golden cases.
+func TestGPUUnseenShapes(t *testing.T) {
+	cases := []struct {
+		f, k    int
+		size    [3]int
+		roi     int
+		overlap float64
+		mode    model.BlendMode
+		seed    int64
+	}{
+		{16, 7, [3]int{21, 34, 27}, 16, 0.5, model.Gaussian, 11},
+		{8, 3, [3]int{13, 40, 19}, 16, 0.6, model.Constant, 12},
+		{8, 12, [3]int{30, 9, 41}, 24, 0.1, model.Gaussian, 13},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("F%d_K%d_%v_roi%d_overlap%g_%v", tc.f, tc.k, tc.size, tc.roi, tc.overlap, tc.mode), func(t *testing.T) {
+			cfg := weights.Config{InitFilters: tc.f, InChannels: 1, OutChannels: tc.k, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+			n, err := model.NewNet(weights.Random(cfg, tc.seed))
+			require.NoError(t, err)
+			rng := rand.New(rand.NewSource(tc.seed))
+			vol := model.NewTensor(1, tc.size[0], tc.size[1], tc.size[2])
+			for i := range vol.Data {
+				vol.Data[i] = float32(rng.NormFloat64())
+			}
+			opt := model.WindowOptions{ROI: [3]int{tc.roi, tc.roi, tc.roi}, Overlap: tc.overlap, Mode: tc.mode, SigmaScale: 0.125}
+			want, err := model.SlidingWindow(vol, opt, tc.k, n.Forward)
+			require.NoError(t, err)
+			got := gpuLogits(t, n, vol, opt, false)
+			maxErr, agree := compareLogits(got, want.Data, tc.k, vol.Voxels())
+			t.Logf("max abs error %.3g, argmax agreement %.5f%%", maxErr, 100*agree)
+			require.LessOrEqual(t, maxErr, 1e-3)
+			require.GreaterOrEqual(t, agree, 0.9999)
+		})
 	}
 }

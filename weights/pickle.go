@@ -108,7 +108,7 @@ func globalAllowed(g pyGlobal) bool {
 const (
 	maxPickleLine   = 256     // GLOBAL module/name line length
 	maxTensorDims   = 16      // more axes than any conv weight needs
-	maxTensorElems  = 1 << 31 // per tensor, as documented
+	maxTensorElems  = 1 << 28 // per tensor (1 GiB of f32; the bundle's largest has 1.8 M)
 	maxStorageElems = 1 << 40 // before multiplying by the element size
 )
 

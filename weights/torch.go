@@ -15,7 +15,7 @@ import (
 const (
 	maxZipEntries  = 1 << 16
 	maxPickleBytes = 64 << 20
-	maxInflated    = 4 << 30 // total bytes decompressed from deflated records
+	maxInflated    = 512 << 20 // total bytes decompressed from deflated records (the bundle: 75 MB)
 )
 
 // stateDictKeys are the keys under which MONAI / common training scripts nest the state
