@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"ctseg/labels"
 	"ctseg/model"
 	"ctseg/volume"
 )
@@ -121,4 +122,12 @@ func segmentCPU(vol *model.Tensor, wopt model.WindowOptions, total int, net *mod
 		return nil, err
 	}
 	return net.HeadArgmax(feat), nil
+}
+
+// LabelFileOptions are the options every writer of a label map uses, so `ctseg segment`,
+// `ctseg invert` and the browser's download write the same file: the model's class names and
+// the shared colours in the embedded label table, and the input header's conventions (sform
+// and qform codes) when there is one.
+func LabelFileOptions(classes int, ref *volume.Header) volume.LabelOptions {
+	return volume.LabelOptions{Names: labels.Names[:min(classes, labels.Count)], Colors: labels.Colors, Write: volume.WriteOptions{Ref: ref}}
 }

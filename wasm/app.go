@@ -31,6 +31,7 @@ const maxBrowserVoxels = 320 << 20
 var state struct {
 	mu      sync.Mutex
 	ct      *volume.Volume
+	header  *volume.Header // the CT's, for the label file's header conventions
 	net     *model.Net
 	result  *pipeline.Result
 	stats   []volume.StructureStats
@@ -75,7 +76,7 @@ func loadCT(args []js.Value) (any, error) {
 	if state.running {
 		return nil, busy()
 	}
-	state.ct, state.result, state.stats = v, nil, nil
+	state.ct, state.header, state.result, state.stats = v, h, nil, nil
 	sp := v.Spacing()
 	aff := make([]any, 0, 16)
 	for _, row := range v.Affine {
@@ -315,12 +316,12 @@ func gpuError(err, devErr error, spacing float64) error {
 // writes it.
 func labelsNifti(args []js.Value) (any, error) {
 	state.mu.Lock()
-	res := state.result
+	res, header := state.result, state.header
 	state.mu.Unlock()
 	if res == nil {
 		return nil, errors.New("no segmentation yet")
 	}
-	b, err := encodeLabels(res)
+	b, err := encodeLabels(res, header)
 	if err != nil {
 		return nil, err
 	}

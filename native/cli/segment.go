@@ -124,8 +124,9 @@ func runSegment(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	names := labels.Names[:net.Cfg.OutChannels]
-	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, volume.LabelOptions{Names: names, Colors: labels.Colors, Write: volume.WriteOptions{Ref: ctHeader}}); err != nil {
+	lopt := pipeline.LabelFileOptions(net.Cfg.OutChannels, ctHeader)
+	names := lopt.Names
+	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, lopt); err != nil {
 		return err
 	}
 	if err := volume.WriteColorTable(table, names, labels.Colors); err != nil {
@@ -342,11 +343,11 @@ func runInvert(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	names := volume.LabelNames(lh)
-	if len(names) == 0 {
-		names = labels.Names
+	lopt := pipeline.LabelFileOptions(labels.Count, rh)
+	if names := volume.LabelNames(lh); len(names) > 0 { // keep the input's own table
+		lopt.Names = names
 	}
-	return volume.WriteLabelsWith(*out, inv.OrigDims(), inv.OrigAffine(), orig, volume.LabelOptions{Names: names, Colors: labels.Colors, Write: volume.WriteOptions{Ref: rh}})
+	return volume.WriteLabelsWith(*out, inv.OrigDims(), inv.OrigAffine(), orig, lopt)
 }
 
 func near(s [3]float64, p float64) bool {
