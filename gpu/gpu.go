@@ -6,7 +6,9 @@
 package gpu
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -156,6 +158,15 @@ func (c *Context) ResetPeak() {
 	c.mu.Lock()
 	c.peak = c.live
 	c.mu.Unlock()
+}
+
+// Float32Bytes encodes floats little-endian, as every buffer upload wants them.
+func Float32Bytes(v []float32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	}
+	return out
 }
 
 // Write uploads bytes at offset.

@@ -3,7 +3,6 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"sort"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -212,15 +211,7 @@ func floatsN(v []float32, n int) []byte {
 	if len(v) < n {
 		return make([]byte, 4*n)
 	}
-	return floatBytes(v[:n])
-}
-
-func floatBytes(v []float32) []byte {
-	out := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
-	}
-	return out
+	return gpu.Float32Bytes(v[:n])
 }
 
 func (g *GPUNet) build() error {

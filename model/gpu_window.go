@@ -83,11 +83,10 @@ type windowLayout struct {
 	slotBytes uint64
 	headNZ    int // slices per head chunk
 	perSlice  uint64
-	k         int
 }
 
 func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16, argmax bool) (*windowLayout, error) {
-	l := &windowLayout{plan: plan, k: cfg.OutChannels, axis: RingAxis(plan)}
+	l := &windowLayout{plan: plan, axis: RingAxis(plan)}
 	l.pb, l.pc = shaders.PlaneAxes(l.axis)
 	l.acc = shaders.Accumulator{C: cfg.InitFilters, HV: plan.Size[l.pb], WV: plan.Size[l.pc], F16: f16}
 	l.ring = RingDepth(plan)
@@ -217,7 +216,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	upload := func(label string, v []float32) (*gpu.Buffer, error) {
 		b, err := ctx.NewBuffer(label, uint64(4*len(v)))
 		if err == nil {
-			err = ctx.Write(b, 0, floatBytes(v))
+			err = ctx.Write(b, 0, gpu.Float32Bytes(v))
 		}
 		return b, err
 	}
@@ -316,7 +315,7 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 				continue
 			}
 			extractWindow(vol, st, pad, plan.ROI, inBuf)
-			if err := g.ctx.Write(g.Input, 0, floatBytes(inBuf)); err != nil {
+			if err := g.ctx.Write(g.Input, 0, gpu.Float32Bytes(inBuf)); err != nil {
 				return err
 			}
 			ds := append([]gpu.Dispatch(nil), g.Dispatches...)

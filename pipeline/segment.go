@@ -25,7 +25,7 @@ type Result struct {
 	Classes int
 }
 
-// Window returns the options' sliding window, the bundle's when unset.
+// window is the options' sliding window, the bundle's when unset.
 func (o Options) window() model.WindowOptions {
 	if o.Window.ROI == [3]int{} {
 		return model.DefaultWindowOptions()

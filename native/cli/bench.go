@@ -117,7 +117,7 @@ func runBench(env *Env, args []string) error {
 	for i := range in {
 		in[i] = float32(rng.NormFloat64())
 	}
-	if err := ctx.Write(g.Input, 0, floatsLE(in)); err != nil {
+	if err := ctx.Write(g.Input, 0, gpu.Float32Bytes(in)); err != nil {
 		return err
 	}
 	if err := g.RunWindow(); err != nil { // warm-up: pipelines, caches, clocks
@@ -186,7 +186,7 @@ func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, 
 		if err != nil {
 			return err
 		}
-		err = ctx.Write(g.Input, 0, floatsLE(in))
+		err = ctx.Write(g.Input, 0, gpu.Float32Bytes(in))
 		var secs []float64
 		for i := 0; err == nil && i <= repeat; i++ {
 			start := time.Now()
@@ -217,13 +217,3 @@ func median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
-
-func floatsLE(v []float32) []byte {
-	var b bytesWriter
-	_ = writeRawF32(&b, v)
-	return b
-}
-
-type bytesWriter []byte
-
-func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
