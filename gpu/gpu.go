@@ -64,6 +64,8 @@ type Context struct {
 	Limits Limits
 	// Adapter describes the adapter for reports ("lavapipe (Vulkan, cpu)").
 	Adapter string
+	// Timestamps says the device was created with timestamp queries (see Timing).
+	Timestamps bool
 
 	mu        sync.Mutex
 	pipelines map[string]*Pipeline
@@ -193,13 +195,18 @@ const waitTick = 200 * time.Microsecond
 func (c *Context) Wait() error {
 	done := false
 	c.Queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
-	for !done {
+	c.pollUntil(&done)
+	return c.pendingError()
+}
+
+// pollUntil polls the device until a callback has set *flag.
+func (c *Context) pollUntil(flag *bool) {
+	for !*flag {
 		c.Device.Poll(false, nil)
-		if !done {
+		if !*flag {
 			time.Sleep(waitTick)
 		}
 	}
-	return c.pendingError()
 }
 
 // Read copies size bytes at offset of b back to the host, through a staging buffer.
@@ -234,12 +241,7 @@ func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
 	if err := staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s; mapped = true }); err != nil {
 		return nil, fmt.Errorf("gpu: map for readback: %w", err)
 	}
-	for !mapped {
-		c.Device.Poll(false, nil)
-		if !mapped {
-			time.Sleep(waitTick)
-		}
-	}
+	c.pollUntil(&mapped)
 	if status != wgpu.BufferMapAsyncStatusSuccess {
 		return nil, fmt.Errorf("gpu: readback failed: %v", status)
 	}

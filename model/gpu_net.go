@@ -56,6 +56,9 @@ type GPUNet struct {
 	feat       *gpuTensor  // conv_final's input (before its GroupNorm)
 	featNorm   *gpu.Buffer // conv_final's GroupNorm as per-channel scale/shift
 	Dispatches []gpu.Dispatch
+	// Timing, when set, times every dispatch of SlidingWindow on the GPU (for benchmarks: it
+	// waits after each window to read the timestamps).
+	Timing *gpu.Timing
 
 	pool       []*gpu.Buffer // activation buffers, reused across layers
 	free       []*gpu.Buffer

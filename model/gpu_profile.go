@@ -3,6 +3,8 @@ package model
 import (
 	"sort"
 	"time"
+
+	"ctseg/gpu"
 )
 
 // KindTiming is the time and work of one layer kind over a window.
@@ -10,7 +12,7 @@ type KindTiming struct {
 	Kind    string
 	Seconds float64
 	FLOPs   float64
-	Count   int
+	Count   int // dispatches
 }
 
 // GFLOPS is the achieved rate.
@@ -21,11 +23,24 @@ func (k KindTiming) GFLOPS() float64 {
 	return k.FLOPs / k.Seconds / 1e9
 }
 
-// Profile runs the window's dispatches once, one submission per layer (consecutive dispatches
-// with the same label), waiting after each, and sums the wall time per layer kind. The waits
-// add a little per layer, so the sum is slightly above a normal run's time; it says where the
-// time goes, and Run timings say how long a window takes.
-func (g *GPUNet) Profile() ([]KindTiming, error) {
+// Profile says where a window's time goes, per layer kind, and how it was measured: "gpu
+// timestamps" where the device has them (one normal batched run, every dispatch timed on the
+// GPU), else "wall clock": one submission per layer with a wait after each, which adds a
+// little per layer, so small layers look slower than they are in a batched run.
+func (g *GPUNet) Profile() ([]KindTiming, string, error) {
+	if g.ctx.Timestamps {
+		t, err := g.ctx.NewTiming()
+		if err != nil {
+			return nil, "", err
+		}
+		defer t.Release()
+		r := g.ctx.NewRunner()
+		r.Timing = t
+		if err := r.Run(g.Dispatches); err != nil {
+			return nil, "", err
+		}
+		return KindTimings(t), "gpu timestamps", nil
+	}
 	r := g.ctx.NewRunner()
 	r.BatchSeconds = 1e9 // never split a layer on time; the grouping below decides
 	byKind := map[string]*KindTiming{}
@@ -36,7 +51,7 @@ func (g *GPUNet) Profile() ([]KindTiming, error) {
 		}
 		start := time.Now()
 		if err := r.Run(g.Dispatches[i:j]); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		secs := time.Since(start).Seconds()
 		k := g.Dispatches[i].Kind
@@ -46,9 +61,9 @@ func (g *GPUNet) Profile() ([]KindTiming, error) {
 			byKind[k] = kt
 		}
 		kt.Seconds += secs
-		kt.Count++
 		for _, d := range g.Dispatches[i:j] {
 			kt.FLOPs += d.FLOPs
+			kt.Count++
 		}
 		i = j
 	}
@@ -57,7 +72,16 @@ func (g *GPUNet) Profile() ([]KindTiming, error) {
 		out = append(out, *kt)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Seconds > out[b].Seconds })
-	return out, nil
+	return out, "wall clock", nil
+}
+
+// KindTimings converts what a gpu.Timing collected, longest first.
+func KindTimings(t *gpu.Timing) []KindTiming {
+	var out []KindTiming
+	for _, k := range t.Kinds() {
+		out = append(out, KindTiming{Kind: k.Kind, Seconds: k.Seconds, FLOPs: k.FLOPs, Count: k.Dispatches})
+	}
+	return out
 }
 
 // RunWindow runs the network once on whatever the input buffer holds and waits.

@@ -18,8 +18,9 @@ type WindowOutput struct {
 	Logits []float32
 }
 
-// GPUWindowProgress reports windows done out of total after each window; an error stops the
-// run (a user's Cancel) and is returned by SlidingWindow.
+// GPUWindowProgress reports windows done (submitted, the last perhaps still running) out of
+// total after each window; an error stops the run (a user's Cancel) and is returned by
+// SlidingWindow.
 type GPUWindowProgress func(done, total int) error
 
 // RingAxis is the axis the accumulator ring runs along: the volume's longest, so that the
@@ -205,6 +206,8 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 		return nil, err
 	}
 	w := &windowPass{windowLayout: l, g: g, argmax: argmax, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
+	w.runner.Ahead = 1 // extract and upload the next window while the GPU runs this one
+	w.runner.Timing = g.Timing
 	fail := func(err error) (*windowPass, error) { w.release(); return nil, err }
 	for _, size := range l.segBytes() {
 		b, err := ctx.NewBuffer("accumulator", size)
@@ -241,6 +244,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 }
 
 func (w *windowPass) release() {
+	w.runner.Drain() // nothing in flight may still use what is destroyed below (an error is already being returned, or was checked)
 	for _, b := range w.segs {
 		b.Release()
 	}
@@ -287,7 +291,7 @@ func (w *windowPass) zero(r run) (gpu.Dispatch, error) {
 		return gpu.Dispatch{}, err
 	}
 	x, y, _ := spec.Grid()
-	return gpu.Dispatch{Label: "zero", Kind: "blend", P: p, Group: bg, X: x, Y: y, Z: 1}, nil
+	return gpu.Dispatch{Label: "zero", Kind: "zero", P: p, Group: bg, X: x, Y: y, Z: 1}, nil
 }
 
 func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgress) error {
@@ -341,6 +345,9 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 					return err
 				}
 			}
+		}
+		if err := w.runner.Drain(); err != nil {
+			return err
 		}
 		for _, b := range w.tmp {
 			b.Release()
@@ -411,19 +418,32 @@ func (w *windowPass) finish(z0, z1 int, out WindowOutput) error {
 }
 
 // extractWindow copies the window at padded start st out of vol, replicating edge voxels where
-// the window reaches into the padding (MONAI's padding_mode "replicate").
+// the window reaches into the padding (MONAI's padding_mode "replicate"). Rows are copied whole
+// where they lie inside the volume: this runs on the host once per window while the GPU waits
+// or works ahead, and a per-voxel clamp made it cost about as much as a quarter of a window on
+// a fast GPU.
 func extractWindow(vol *Tensor, st, pad, roi [3]int, dst []float32) {
 	clamp := func(v, n int) int { return min(max(v, 0), n-1) }
+	x0 := st[2] - pad[2]                 // first source column
+	lo := min(max(-x0, 0), roi[2])       // columns before the volume
+	hi := max(min(vol.W-x0, roi[2]), lo) // columns inside end here
 	i := 0
 	for z := 0; z < roi[0]; z++ {
 		sz := clamp(st[0]-pad[0]+z, vol.D)
 		for y := 0; y < roi[1]; y++ {
 			sy := clamp(st[1]-pad[1]+y, vol.H)
 			row := vol.Data[(sz*vol.H+sy)*vol.W : (sz*vol.H+sy+1)*vol.W]
-			for x := 0; x < roi[2]; x++ {
-				dst[i] = row[clamp(st[2]-pad[2]+x, vol.W)]
-				i++
+			out := dst[i : i+roi[2]]
+			for x := 0; x < lo; x++ {
+				out[x] = row[0]
 			}
+			if hi > lo {
+				copy(out[lo:hi], row[x0+lo:])
+			}
+			for x := hi; x < roi[2]; x++ {
+				out[x] = row[vol.W-1]
+			}
+			i += roi[2]
 		}
 	}
 }

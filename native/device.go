@@ -26,6 +26,9 @@ type DeviceOptions struct {
 	// DefaultLimits requests only WebGPU's default limits (what a browser gives without
 	// asking), to prove a plan fits them.
 	DefaultLimits bool
+	// Timestamps asks for timestamp queries where the adapter offers them (for benchmarks;
+	// gpu.Context.Timestamps says whether it got them).
+	Timestamps bool
 }
 
 // ErrNoAdapter is returned when no GPU adapter exists; the message says what to install.
@@ -61,7 +64,11 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	if opt.DefaultLimits {
 		req = wgpu.DefaultLimits()
 	}
-	dev, err := ad.RequestDevice(&wgpu.DeviceDescriptor{Label: "ctseg", RequiredLimits: &wgpu.RequiredLimits{Limits: req}})
+	var features []wgpu.FeatureName
+	if opt.Timestamps && ad.HasFeature(wgpu.FeatureNameTimestampQuery) {
+		features = append(features, wgpu.FeatureNameTimestampQuery)
+	}
+	dev, err := ad.RequestDevice(&wgpu.DeviceDescriptor{Label: "ctseg", RequiredLimits: &wgpu.RequiredLimits{Limits: req}, RequiredFeatures: features})
 	if err != nil {
 		return nil, fmt.Errorf("creating a device on %s: %w", info.Name, err)
 	}
@@ -73,7 +80,9 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 		limits.DispatchFLOPs = gpu.CPUDispatchFLOPs
 	}
 	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
-	return gpu.New(dev, limits, name), nil
+	ctx := gpu.New(dev, limits, name)
+	ctx.Timestamps = len(features) > 0
+	return ctx, nil
 }
 
 // instances keeps one wgpu instance per backend set for the process. The binding's

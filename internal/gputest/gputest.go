@@ -24,7 +24,7 @@ var (
 func Context(t testing.TB) *gpu.Context {
 	t.Helper()
 	once.Do(func() {
-		ctx, err = native.Open(native.DeviceOptions{DefaultLimits: os.Getenv("CTSEG_TEST_DEFAULT_LIMITS") == "1"})
+		ctx, err = native.Open(native.DeviceOptions{DefaultLimits: os.Getenv("CTSEG_TEST_DEFAULT_LIMITS") == "1", Timestamps: true})
 	})
 	if err != nil {
 		t.Fatalf("GPU test cannot run: %v", err)

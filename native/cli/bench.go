@@ -34,12 +34,17 @@ type BenchReport struct {
 	WindowMedian   float64            `json:"window_median_seconds"`
 	WindowGFLOPS   float64            `json:"window_gflops"`
 	Layers         []model.KindTiming `json:"layers"`
+	LayerTiming    string             `json:"layer_timing"` // "gpu timestamps" or "wall clock"
 	Shape          [3]int             `json:"shape"`
 	Windows        int                `json:"windows"`
 	EndToEnd       float64            `json:"end_to_end_seconds"`
 	PeakGPUBytes   uint64             `json:"peak_gpu_bytes"`
 	NetworkBytes   uint64             `json:"network_plan_bytes"`
 	LargestBinding uint64             `json:"largest_binding_bytes"`
+	// With timestamps, a second end-to-end run timed on the GPU per dispatch kind: where the
+	// time goes, and how much of the untimed run the GPU was busy.
+	EndToEndKinds   []model.KindTiming `json:"end_to_end_gpu_kinds,omitempty"`
+	EndToEndGPUBusy float64            `json:"end_to_end_gpu_busy_seconds,omitempty"`
 	Tiles          map[string]float64 `json:"tile_window_seconds,omitempty"`
 }
 
@@ -138,13 +143,11 @@ func runBench(env *Env, args []string) error {
 	}
 	rep.WindowGFLOPS = rep.WindowGFLOP / rep.WindowMedian
 	fmt.Fprintf(env.Stdout, "window: %.1f GFLOP, median %.3f s of %d runs, %.1f GFLOP/s\n", rep.WindowGFLOP, rep.WindowMedian, *repeat, rep.WindowGFLOPS)
-	if rep.Layers, err = g.Profile(); err != nil {
+	if rep.Layers, rep.LayerTiming, err = g.Profile(); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%-10s %9s %9s %10s %6s\n", "layer", "seconds", "GFLOP", "GFLOP/s", "count")
-	for _, k := range rep.Layers {
-		fmt.Fprintf(env.Stdout, "%-10s %9.4f %9.2f %10.1f %6d\n", k.Kind, k.Seconds, k.FLOPs/1e9, k.GFLOPS(), k.Count)
-	}
+	fmt.Fprintf(env.Stdout, "per layer kind, one window (%s):\n", rep.LayerTiming)
+	printKinds(env.Stdout, rep.Layers)
 
 	plan, err := model.PlanWindows(size[0], size[1], size[2], model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125})
 	if err != nil {
@@ -164,6 +167,11 @@ func runBench(env *Env, args []string) error {
 	rep.PeakGPUBytes = ctx.PeakBytes()
 	fmt.Fprintf(env.Stdout, "end to end: %v volume, %d windows, %.2f s (sliding window, blending, argmax, readback)\npeak GPU memory: %.1f MB (network %.1f MB, largest binding %.1f MB)\n",
 		size, rep.Windows, rep.EndToEnd, float64(rep.PeakGPUBytes)/1e6, float64(rep.NetworkBytes)/1e6, float64(rep.LargestBinding)/1e6)
+	if ctx.Timestamps {
+		if err := benchTimedWindow(env, ctx, g, vol, plan, rep); err != nil {
+			return err
+		}
+	}
 	if *jsonOut != "" {
 		return atomicfile.Write(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}, func(w io.Writer) error {
 			e := json.NewEncoder(w)
@@ -172,6 +180,37 @@ func runBench(env *Env, args []string) error {
 		})
 	}
 	return nil
+}
+
+// benchTimedWindow runs the sliding window again with every dispatch timed on the GPU. The
+// timed run waits after each window to read its timestamps, so only its GPU times are
+// reported; set against the untimed run's wall time they show what the host adds.
+func benchTimedWindow(env *Env, ctx *gpu.Context, g *model.GPUNet, vol *model.Tensor, plan *model.WindowPlan, rep *BenchReport) error {
+	t, err := ctx.NewTiming()
+	if err != nil {
+		return err
+	}
+	defer t.Release()
+	g.Timing = t
+	defer func() { g.Timing = nil }()
+	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: make([]uint8, vol.Voxels())}, nil); err != nil {
+		return err
+	}
+	rep.EndToEndKinds = model.KindTimings(t)
+	for _, k := range rep.EndToEndKinds {
+		rep.EndToEndGPUBusy += k.Seconds
+	}
+	fmt.Fprintf(env.Stdout, "end to end on the GPU (timestamps, a second run): busy %.2f s = %.0f %% of the %.2f s above\n",
+		rep.EndToEndGPUBusy, 100*rep.EndToEndGPUBusy/rep.EndToEnd, rep.EndToEnd)
+	printKinds(env.Stdout, rep.EndToEndKinds)
+	return nil
+}
+
+func printKinds(w io.Writer, ks []model.KindTiming) {
+	fmt.Fprintf(w, "  %-10s %9s %9s %10s %6s\n", "kind", "seconds", "GFLOP", "GFLOP/s", "count")
+	for _, k := range ks {
+		fmt.Fprintf(w, "  %-10s %9.4f %9.2f %10.1f %6d\n", k.Kind, k.Seconds, k.FLOPs/1e9, k.GFLOPS(), k.Count)
+	}
 }
 
 // benchTiles times one window per conv tile shape, for choosing the defaults per GPU.

@@ -303,6 +303,12 @@ func TestBench(t *testing.T) {
 		PeakGPUBytes uint64             `json:"peak_gpu_bytes"`
 		Windows      int                `json:"windows"`
 		Limits       map[string]float64 `json:"limits"`
+		LayerTiming  string             `json:"layer_timing"`
+		E2EKinds     []struct {
+			Kind    string  `json:"Kind"`
+			Seconds float64 `json:"Seconds"`
+		} `json:"end_to_end_gpu_kinds"`
+		E2EBusy float64 `json:"end_to_end_gpu_busy_seconds"`
 	}
 	if err := json.Unmarshal(readFile(t, js), &rep); err != nil {
 		t.Fatal(err)
@@ -310,6 +316,26 @@ func TestBench(t *testing.T) {
 	if rep.Adapter == "" || !(rep.WindowGFLOPS > 0) || !(rep.WindowMedian > 0) || len(rep.Layers) == 0 || !(rep.EndToEnd > 0) ||
 		rep.PeakGPUBytes == 0 || rep.Windows != 1 || len(rep.Limits) == 0 {
 		t.Errorf("incomplete report %+v", rep)
+	}
+	// lavapipe (CI) has timestamp queries: the layers and a timed end-to-end run use them.
+	if strings.Contains(rep.Adapter, "llvmpipe") && rep.LayerTiming != "gpu timestamps" {
+		t.Errorf("layers timed by %q on lavapipe, want gpu timestamps", rep.LayerTiming)
+	}
+	if rep.LayerTiming == "gpu timestamps" {
+		kinds := map[string]bool{}
+		for _, k := range rep.E2EKinds {
+			kinds[k.Kind] = k.Seconds > 0
+		}
+		for _, k := range []string{"conv3x3", "groupnorm", "blend", "head", "zero"} {
+			if !kinds[k] {
+				t.Errorf("timed end-to-end run lacks a positive time for %s: %+v", k, rep.E2EKinds)
+			}
+		}
+		if !(rep.E2EBusy > 0) || !strings.Contains(r.stdout, "end to end on the GPU (timestamps") {
+			t.Errorf("no GPU busy time in the report:\n%s", r.stdout)
+		}
+	} else if rep.LayerTiming != "wall clock" {
+		t.Errorf("layer_timing %q", rep.LayerTiming)
 	}
 	// An existing report is kept without --force.
 	r = ctseg(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--json", js)

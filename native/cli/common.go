@@ -64,7 +64,7 @@ var gpuOpened struct {
 func openGPU(env *Env, verbose bool) (*gpu.Context, error) {
 	gpuOpened.Lock()
 	if !gpuOpened.done {
-		gpuOpened.ctx, gpuOpened.err = native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND")})
+		gpuOpened.ctx, gpuOpened.err = native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND"), Timestamps: true})
 		gpuOpened.done = true
 	}
 	ctx, err := gpuOpened.ctx, gpuOpened.err

@@ -1,0 +1,84 @@
+package gpu
+
+import "sort"
+
+// maxTimedDispatches bounds a timed batch: one timestamp before every dispatch and one after
+// the last must fit a query set (wgpu's limit is 8192 queries).
+const maxTimedDispatches = 4095
+
+// Timing collects GPU time per dispatch kind from timestamps written between dispatches, each
+// in its own compute pass (the binding cannot put timestamps inside a pass, and wgpu separates
+// dependent dispatches with barriers anyway). It needs the timestamp-query feature
+// (Context.Timestamps); the browser side never has it, as encoder timestamps are native-only.
+// A Runner with a Timing waits for each batch (Ahead is ignored) to read its timestamps.
+type Timing struct {
+	ctx *Context
+	q   queries // the platform's query set and buffers
+
+	ticks map[string]uint64
+	count map[string]int
+	flops map[string]float64
+	busy  uint64  // ticks from each batch's first timestamp to its last, summed
+	wall  float64 // seconds from each batch's submission to its completion, summed
+}
+
+// KindTime is the GPU time of one dispatch kind.
+type KindTime struct {
+	Kind       string
+	Seconds    float64
+	FLOPs      float64
+	Dispatches int
+}
+
+// TickSeconds is the length of one timestamp tick. WebGPU specifies nanoseconds, but wgpu
+// passes Vulkan's raw ticks through and the binding does not expose the queue's timestamp
+// period, so the period is checked against the wall clock: the timed span of every batch lies
+// inside its submit-to-done wall time. Where the ratio is within 20 % of 1 ns (NVIDIA,
+// lavapipe) ticks are nanoseconds; otherwise the measured ratio is the period (an upper bound).
+func (t *Timing) TickSeconds() float64 {
+	if t.busy == 0 || t.wall <= 0 {
+		return 1e-9
+	}
+	p := t.wall / float64(t.busy)
+	if p > 0.8e-9 && p < 1.2e-9 {
+		return 1e-9
+	}
+	return p
+}
+
+// BusySeconds is the GPU time from the first to the last timestamp of each timed batch,
+// summed; WallSeconds the host's submit-to-done time of the same batches. Their difference is
+// what submission and waiting cost.
+func (t *Timing) BusySeconds() float64 { return float64(t.busy) * t.TickSeconds() }
+func (t *Timing) WallSeconds() float64 { return t.wall }
+
+// Kinds lists the time per dispatch kind, longest first.
+func (t *Timing) Kinds() []KindTime {
+	tick := t.TickSeconds()
+	out := make([]KindTime, 0, len(t.ticks))
+	for k, v := range t.ticks {
+		out = append(out, KindTime{Kind: k, Seconds: float64(v) * tick, FLOPs: t.flops[k], Dispatches: t.count[k]})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Seconds > out[b].Seconds })
+	return out
+}
+
+// add books one finished batch: ts holds the timestamp before each dispatch and after the last.
+func (t *Timing) add(ds []Dispatch, ts []uint64, wallSeconds float64) {
+	for i, d := range ds {
+		if ts[i+1] >= ts[i] { // a driver may reset its counter; such a pair is dropped
+			t.ticks[d.Kind] += ts[i+1] - ts[i]
+		}
+		t.count[d.Kind]++
+		t.flops[d.Kind] += d.FLOPs
+	}
+	if ts[len(ds)] >= ts[0] {
+		t.busy += ts[len(ds)] - ts[0]
+		t.wall += wallSeconds
+	}
+}
+
+// Reset forgets what was collected.
+func (t *Timing) Reset() {
+	t.ticks, t.count, t.flops, t.busy, t.wall = map[string]uint64{}, map[string]int{}, map[string]float64{}, 0, 0
+}
