@@ -45,7 +45,7 @@ type BenchReport struct {
 	// time goes, and how much of the untimed run the GPU was busy.
 	EndToEndKinds   []model.KindTiming `json:"end_to_end_gpu_kinds,omitempty"`
 	EndToEndGPUBusy float64            `json:"end_to_end_gpu_busy_seconds,omitempty"`
-	Tiles          map[string]float64 `json:"tile_window_seconds,omitempty"`
+	Tiles           map[string]float64 `json:"tile_window_seconds,omitempty"`
 }
 
 func runBench(env *Env, args []string) error {
