@@ -3,11 +3,13 @@ package volume
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	// Drop-in for compress/gzip (same errors, multistream by default) that inflates ~1.3x faster.
+	"github.com/klauspost/compress/gzip"
 )
 
 // DefaultMaxVoxels is the default cap on X*Y*Z (1024^3, 4 GiB as float32).
