@@ -38,11 +38,15 @@ func loadNet(t testing.TB, dir string) *model.Net {
 
 // gpuLogits runs the GPU sliding window and gathers the logits [K][D][H][W].
 func gpuLogits(t testing.TB, n *model.Net, vol *model.Tensor, opt model.WindowOptions, f16 bool) []float32 {
+	return gpuLogitsWith(t, n, vol, opt, model.GPUOptions{F16: f16})
+}
+
+func gpuLogitsWith(t testing.TB, n *model.Net, vol *model.Tensor, opt model.WindowOptions, gopt model.GPUOptions) []float32 {
 	t.Helper()
 	ctx := gputest.Context(t)
 	plan, err := model.PlanWindows(vol.D, vol.H, vol.W, opt)
 	require.NoError(t, err)
-	g, err := model.NewGPUNet(ctx, n, plan.ROI[0], plan.ROI[1], plan.ROI[2], model.GPUOptions{F16: f16})
+	g, err := model.NewGPUNet(ctx, n, plan.ROI[0], plan.ROI[1], plan.ROI[2], gopt)
 	require.NoError(t, err)
 	defer g.Release()
 	out := make([]float32, n.Cfg.OutChannels*vol.Voxels())
@@ -117,6 +121,30 @@ func TestGPUGolden(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestGPUGoldenTileVariants runs the bundle-shaped golden network with the convolution tiles
+// that `ctseg bench --tiles` offers for tuning, so a faster choice is a correct one too.
+func TestGPUGoldenTileVariants(t *testing.T) {
+	n := loadNet(t, "segresnet_full")
+	in := readF32(t, shared.Path(t, "golden", "segresnet_full/input.f32"))
+	want := readF32(t, shared.Path(t, "golden", "segresnet_full/output.f32"))
+	vol := &model.Tensor{C: 1, D: 32, H: 32, W: 32, Data: in}
+	opt := model.WindowOptions{ROI: [3]int{32, 32, 32}, Overlap: 0, Mode: model.Constant}
+	for _, v := range []model.GPUOptions{
+		{ConvXB: 4, ConvContig: true},
+		{ConvXB: 8, ConvOCB: 4, ConvCK: 2, ConvContig: true},
+		{ConvXB: 4, ConvOCB: 16, ConvCK: 8},
+	} {
+		t.Run(fmt.Sprintf("%dx%dx%d_contig%v", v.ConvXB, v.ConvOCB, v.ConvCK, v.ConvContig), func(t *testing.T) {
+			got := gpuLogitsWith(t, n, vol, opt, v)
+			require.Len(t, got, len(want))
+			maxErr, agree := compareLogits(got, want, n.Cfg.OutChannels, vol.Voxels())
+			t.Logf("max abs error %.3g, argmax agreement %.5f%%", maxErr, 100*agree)
+			require.LessOrEqual(t, maxErr, 1e-3)
+			require.GreaterOrEqual(t, agree, 0.9999)
+		})
 	}
 }
 

@@ -24,6 +24,9 @@ type GPUOptions struct {
 	// ConvCK caps the input channels the tiled convolution stages per chunk (0: the shader's
 	// default, 4).
 	ConvCK int
+	// ConvContig gives each invocation of the tiled convolutions ConvXB consecutive x-voxels
+	// read as vec4s (ConvXB a multiple of 4); see shaders.Conv3D.TileContig.
+	ConvContig bool
 	// Untiled keeps every convolution on the register-only kernel (for comparisons).
 	Untiled bool
 }
@@ -309,6 +312,7 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
 		spec.MaxCK = g.opt.ConvCK
 		spec.TileMX = g.opt.ConvXB
+		spec.TileContig = g.opt.ConvContig
 		if g.opt.ConvOCB > 0 && min(c.Out, 32)%g.opt.ConvOCB == 0 {
 			spec.TileMN = g.opt.ConvOCB
 		}

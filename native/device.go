@@ -64,6 +64,11 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	if opt.DefaultLimits {
 		req = wgpu.DefaultLimits()
 	}
+	// The binding's GetLimits (cogentcore/webgpu v0.23.0) chains a malloc'd extras struct
+	// without setting its sType, so wgpu-native never fills it and MaxPushConstantSize is
+	// whatever the heap held (measured: 1, 4954560, ...). Passed back as a requirement, a large
+	// value made device creation fail in about one process in 25. We use no push constants.
+	req.MaxPushConstantSize = wgpu.LimitU32Undefined
 	var features []wgpu.FeatureName
 	if opt.Timestamps && ad.HasFeature(wgpu.FeatureNameTimestampQuery) {
 		features = append(features, wgpu.FeatureNameTimestampQuery)

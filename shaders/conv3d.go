@@ -28,12 +28,19 @@ type Conv3D struct {
 	MaxShared, MaxThreads int
 	MaxCK                 int // cap on input channels staged per chunk (0: 4)
 	TileMX, TileMN        int // x-voxels and output channels per invocation (0: 2 and 8)
-	tile                  *convTile
+	// TileContig gives each invocation MX consecutive x-voxels (MX a multiple of 4) read as
+	// vec4s from a row padded to a multiple of 4: MX+2 staged inputs serve 3*MX taps, where
+	// the interleaved default loads one input per tap. Fewer workgroup-memory loads per FMA;
+	// selectable for measuring on real GPUs (`ctseg bench --tiles 4x8x4c`).
+	TileContig bool
+	tile       *convTile
 }
 
 // convTile is the tiled kernel's geometry, derived once from the shape and limits.
 type convTile struct {
 	TY, TX, MX, SX, MN, TN, CK, Threads int
+	Contig                              bool
+	HXP                                 int // staged row length: TX+2, padded to a multiple of 4 when Contig
 }
 
 // Workgroup size of the conv kernels: 64 invocations, a multiple of every GPU's SIMD width.
@@ -97,9 +104,16 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	}
 	t.SX = ceilDiv(min(c.W, 32), t.MX)
 	t.TX = t.SX * t.MX
+	t.HXP = t.TX + 2
+	if c.TileContig {
+		if t.MX%4 != 0 {
+			return nil, fmt.Errorf("conv: contiguous tiles need a multiple of 4 x-voxels per invocation, not %d", t.MX)
+		}
+		t.Contig, t.HXP = true, (t.TX+2+3)/4*4
+	}
 	cgs := t.TN / t.MN
 	t.TY = max(1, min(c.H, maxThreads/(t.SX*cgs)))
-	perChannel := func(ty int) int { return 4 * (3*(ty+2)*(t.TX+2) + 27*t.TN) }
+	perChannel := func(ty int) int { return 4 * (3*(ty+2)*t.HXP + 27*t.TN) }
 	for t.TY > 1 && 2*perChannel(t.TY) > maxShared { // at least a channel pair must fit
 		t.TY--
 	}
@@ -206,7 +220,20 @@ func (c *Conv3D) Source() (string, error) {
 		p["MN"], p["TN"], p["TNQ"], p["MNQ"], p["NVG"], p["Threads"] = t.MN, t.TN, t.TN/4, t.MN/4, t.TY*t.SX, t.Threads
 		p["NChunk"], p["Plane"], p["TilesX"] = c.Cin/t.CK, c.D*c.H*c.W, ceilDiv(c.W, t.TX)
 		p["Acc"] = t.MX * t.MN / 4
-		p["SIn"], p["SW"] = t.CK*3*(t.TY+2)*(t.TX+2), t.CK*27*t.TN/4
+		p["SIn"], p["SW"] = t.CK*3*(t.TY+2)*t.HXP, t.CK*27*t.TN/4
+		p["Contig"], p["HXP"] = t.Contig, t.HXP
+		if t.Contig {
+			// the MX+2 inputs of a row, as (vec4 load, component) pairs
+			type xv struct {
+				I, V int
+				C    string
+			}
+			var xs []xv
+			for i := 0; i < t.MX+2; i++ {
+				xs = append(xs, xv{i, i / 4, "xyzw"[i%4 : i%4+1]})
+			}
+			p["XV"], p["NV4"], p["SIn"] = xs, ceilDiv(t.MX+2, 4), t.CK*3*(t.TY+2)*t.HXP/4
+		}
 		return Render("conv3d_tiled.wgsl", p)
 	}
 	return Render("conv3d.wgsl", p)

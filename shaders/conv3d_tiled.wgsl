@@ -4,8 +4,9 @@
 // For every chunk of {{.CK}} input channels it stages the input tile with its halo
 // ({{.CK}} x 3 x {{.TY}}+2 x {{.TX}}+2, with the fused GroupNorm+ReLU applied once per value
 // and zeros for the padding) and the chunk's weights in workgroup memory; each invocation then
-// accumulates {{.MX}} x-voxels (interleaved {{.SX}} apart, so neighbouring invocations read
-// neighbouring banks) times {{.MN}} output channels in registers.
+// accumulates {{.MX}} x-voxels times {{.MN}} output channels in registers: {{if .Contig}}consecutive
+// voxels, whose {{.MX}}+2 inputs per row come in vec4 loads from rows padded to {{.HXP}}{{else}}voxels interleaved
+// {{.SX}} apart, so neighbouring invocations read neighbouring banks{{end}}.
 // Fused: {{if .NormIn}}GroupNorm affine + ReLU on the input, {{end}}{{if .Residual}}residual add, {{end}}{{if .Bias}}bias, {{end}}nothing else.
 
 {{template "conv_bindings" .}}
@@ -15,7 +16,7 @@ const PLANE: u32 = {{.Plane}}u;
 const PLANE_OUT: u32 = PLANE; // stride 1: input and output planes are equal
 const OCQ: u32 = {{.OCQ}}u;       // vec4 groups of output channels in the layer
 const TY: u32 = {{.TY}}u; const TX: u32 = {{.TX}}u;
-const HY: u32 = {{.TY}}u + 2u; const HX: u32 = {{.TX}}u + 2u;
+const HY: u32 = {{.TY}}u + 2u; const HX: u32 = {{.HXP}}u; // staged rows (padded to vec4s when contiguous)
 const HPLANE: u32 = 3u * HY * HX; // one staged input channel
 const CK: u32 = {{.CK}}u;         // input channels per chunk (even)
 const NCHUNK: u32 = {{.NChunk}}u;
@@ -27,7 +28,7 @@ const NVG: u32 = {{.NVG}}u;       // voxel groups (TY * SX)
 const THREADS: u32 = {{.Threads}}u;
 const TILES_X: u32 = {{.TilesX}}u;
 
-var<workgroup> sin: array<f32, {{.SIn}}>;          // [CK][3][HY][HX]
+{{if .Contig}}var<workgroup> sin: array<vec4<f32>, {{.SIn}}>;    // [CK][3][HY][HX / 4]{{else}}var<workgroup> sin: array<f32, {{.SIn}}>;          // [CK][3][HY][HX]{{end}}
 var<workgroup> sw: array<vec4<f32>, {{.SW}}>;      // [CK][27][TNQ]
 
 @compute @workgroup_size({{.Threads}})
@@ -70,8 +71,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 				v = max(vec2<f32>(n.x, n.z) * v + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
 {{- end}}
 			}
+{{- if .Contig}}
+			let s0 = (2u * cp) * HPLANE + r;
+			let s1 = s0 + HPLANE;
+			sin[s0 / 4u][s0 % 4u] = v.x;
+			sin[s1 / 4u][s1 % 4u] = v.y;
+{{- else}}
 			sin[(2u * cp) * HPLANE + r] = v.x;
 			sin[(2u * cp + 1u) * HPLANE + r] = v.y;
+{{- end}}
 		}
 		// stage the chunk's weights: global [icp][tap][half][OCQ] -> [ck][tap][TNQ]
 		for (var i = lid; i < CK * 27u * TNQ; i += THREADS) {
@@ -86,8 +94,27 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 			for (var ck = 0u; ck < CK; ck++) {
 				for (var kz = 0u; kz < 3u; kz++) {
 					for (var ky = 0u; ky < 3u; ky++) {
-						let rowb = ck * HPLANE + (kz * HY + ty + ky) * HX + tx;
 						let tapb = (ck * 27u + (kz * 3u + ky) * 3u) * TNQ + cg * MNQ;
+{{- if .Contig}}
+						let rowb = (ck * HPLANE + (kz * HY + ty + ky) * HX) / 4u + tx * (MX / 4u);
+{{- range $v := seq .NV4}}
+						let r{{$v}} = sin[rowb + {{$v}}u];
+{{- end}}
+{{- range .XV}}
+						let x{{.I}} = r{{.V}}.{{.C}};
+{{- end}}
+{{- range $kx := seq 3}}
+{{- range $q := seq $.MNQ}}
+						{
+							let w = sw[tapb + {{$kx}}u * TNQ + {{$q}}u];
+{{- range $j := seq $.MX}}
+							a{{$j}}_{{$q}} += x{{add $j $kx}} * w;
+{{- end}}
+						}
+{{- end}}
+{{- end}}
+{{- else}}
+						let rowb = ck * HPLANE + (kz * HY + ty + ky) * HX + tx;
 {{- range $kx := seq 3}}
 {{- range $j := seq $.MX}}
 						let x{{$j}}_{{$kx}} = sin[rowb + {{$j}}u * SX + {{$kx}}u];
@@ -99,6 +126,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 							a{{$j}}_{{$q}} += x{{$j}}_{{$kx}} * w;
 {{- end}}
 						}
+{{- end}}
 {{- end}}
 {{- end}}
 					}
@@ -113,7 +141,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 	let obase = u32(oz) * u32(H * W) + oy * u32(W);
 {{- range $j := seq .MX}}
 	{
-		let ox = u32(x0) + tx + {{$j}}u * SX;
+		let ox = u32(x0) + {{if $.Contig}}tx * MX + {{$j}}u{{else}}tx + {{$j}}u * SX{{end}};
 		if (ox < u32(W)) {
 			let v = obase + ox;
 {{- range $q := seq $.MNQ}}

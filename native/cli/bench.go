@@ -58,7 +58,7 @@ func runBench(env *Env, args []string) error {
 	repeat := fs.Int("repeat", 3, "timed window runs (the median is reported)")
 	jsonOut := fs.String("json", "", "also write the report as JSON")
 	force := fs.Bool("force", false, "overwrite the JSON file")
-	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile XBxOCB[xCK] (x-voxels, output channels, staged input channels), e.g. 2x8,4x8x4 (tuning)")
+	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile XBxOCB[xCK][c] (x-voxels, output channels, staged input channels; c: consecutive x-voxels), e.g. 2x8,4x8x4c (tuning)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -217,11 +217,12 @@ func printKinds(w io.Writer, ks []model.KindTiming) {
 func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, list string, in []float32, repeat int, rep *BenchReport) error {
 	for _, t := range strings.Split(list, ",") {
 		var xb, ocb, ck int
-		n, _ := fmt.Sscanf(t, "%dx%dx%d", &xb, &ocb, &ck)
-		if n < 2 || xb <= 0 || ocb <= 0 || ocb%4 != 0 || ck < 0 || ck%2 != 0 {
-			return fmt.Errorf("--tiles %q: want XBxOCB[xCK] with OCB a multiple of 4 and CK even", t)
+		spec, contig := strings.CutSuffix(t, "c")
+		n, _ := fmt.Sscanf(spec, "%dx%dx%d", &xb, &ocb, &ck)
+		if n < 2 || xb <= 0 || ocb <= 0 || ocb%4 != 0 || ck < 0 || ck%2 != 0 || (contig && xb%4 != 0) {
+			return fmt.Errorf("--tiles %q: want XBxOCB[xCK][c] with OCB a multiple of 4, CK even, and XB a multiple of 4 with c", t)
 		}
-		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvXB: xb, ConvOCB: ocb, ConvCK: ck})
+		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvXB: xb, ConvOCB: ocb, ConvCK: ck, ConvContig: contig})
 		if err != nil {
 			return err
 		}
