@@ -125,7 +125,8 @@ func TestGPUGolden(t *testing.T) {
 }
 
 // TestGPUGoldenTileVariants runs the bundle-shaped golden network with the convolution tiles
-// that `ctseg bench --tiles` offers for tuning, so a faster choice is a correct one too.
+// that `ctseg bench --tiles` offers for tuning, so a faster choice is a correct one too, and
+// with both defaults (GPUs and CPU adapters pick different tiles).
 func TestGPUGoldenTileVariants(t *testing.T) {
 	n := loadNet(t, "segresnet_full")
 	in := readF32(t, shared.Path(t, "golden", "segresnet_full/input.f32"))
@@ -133,6 +134,8 @@ func TestGPUGoldenTileVariants(t *testing.T) {
 	vol := &model.Tensor{C: 1, D: 32, H: 32, W: 32, Data: in}
 	opt := model.WindowOptions{ROI: [3]int{32, 32, 32}, Overlap: 0, Mode: model.Constant}
 	for _, v := range []model.GPUOptions{
+		{ConvXB: 2, ConvOCB: 8, ConvCK: 4},                   // the GPU default, whatever adapter runs the tests
+		{ConvXB: 8, ConvOCB: 8, ConvCK: 4, ConvContig: true}, // the CPU-adapter default
 		{ConvXB: 4, ConvContig: true},
 		{ConvXB: 8, ConvOCB: 4, ConvCK: 2, ConvContig: true},
 		{ConvXB: 4, ConvOCB: 16, ConvCK: 8},

@@ -1,0 +1,36 @@
+#!/bin/bash
+# The benchmark run for a machine with a real GPU, in one go (BENCHMARKS.md records its
+# figures). Needs only the ctseg binary and a Vulkan driver; no Go, no weights (random weights
+# of the bundle's shape: timing does not depend on the values).
+#
+#   scripts/device_bench.sh [CTSEG [OUTDIR]]     defaults: bin/ctseg, bench-out
+#
+# Each step has a timeout so one hung step cannot eat the machine's time. Optional extras when
+# present beside the binary: model.test / shaders.test (the GPU golden tests, built with
+# `go test -c`), big_ct.nii.gz + weights.safetensors (a whole `ctseg segment`).
+set -u
+CTSEG=${1:-bin/ctseg}
+OUT=${2:-${OUT:-bench-out}}
+DIR=$(dirname "$CTSEG")
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+step() { echo "== $1"; shift; timeout "$@" 2>&1 | tee -a "$OUT/log.txt"; }
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+
+# the window, per layer kind (GPU timestamps), end to end, and the timed end-to-end breakdown;
+# the tile sweep compares the default with the contiguous-x variants
+step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 \
+	--tiles 2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c --json "$OUT/bench15_f16.json" --force
+step "bench 1.5 mm f32" 60 "$CTSEG" bench --spacing 1.5 --precision f32 --repeat 5 --json "$OUT/bench15_f32.json" --force
+step "bench 3 mm f16" 40 "$CTSEG" bench --spacing 3 --precision f16 --repeat 5 --json "$OUT/bench3_f16.json" --force
+
+if [ -x "$DIR/model.test" ]; then
+	step "golden GPU tests (model)" 300 "$DIR/model.test" -test.run 'TestGPUGolden|TestGPUUnseen' -test.v
+fi
+if [ -x "$DIR/shaders.test" ]; then
+	step "shader tests" 120 "$DIR/shaders.test"
+fi
+if [ -f "$DIR/big_ct.nii.gz" ] && [ -f "$DIR/weights.safetensors" ]; then
+	step "segment 512x512x400 at 1.5 mm, f16" 60 "$CTSEG" segment --input "$DIR/big_ct.nii.gz" \
+		--weights "$DIR/weights.safetensors" --output /tmp/ctseg_big_labels.nii.gz --force --verbose
+fi
