@@ -93,6 +93,9 @@ func newGPUNet(ctx *gpu.Context, limits gpu.Limits, net *Net, d, h, w int, opt G
 }
 
 // Release frees every buffer of the plan.
+// F16 says whether activations are stored as f16.
+func (g *GPUNet) F16() bool { return g.opt.F16 }
+
 func (g *GPUNet) Release() {
 	for _, b := range g.pool {
 		b.Release()

@@ -5,6 +5,8 @@
 package pipeline
 
 import (
+	"time"
+
 	"ctseg/gpu"
 	"ctseg/model"
 )
@@ -25,4 +27,36 @@ type Options struct {
 	// Cancelled, when set, is polled between windows; a true result stops the run with
 	// ErrCancelled.
 	Cancelled func() bool
+	// Net, when set, is the GPU network already built on GPU for Window's ROI and F16 (see
+	// NewGPUNet): a caller builds it (pipelines compiled, weights uploaded) while it reads the
+	// CT, instead of after. Segment uses it and leaves releasing it to the caller.
+	Net *model.GPUNet
+}
+
+// NewGPUNet builds the network Segment runs for opt (opt.GPU, opt.Window, opt.F16), for
+// Options.Net.
+func NewGPUNet(net *model.Net, opt Options) (*model.GPUNet, error) {
+	r := opt.window().ROI
+	return model.NewGPUNet(opt.GPU, net, r[0], r[1], r[2], model.GPUOptions{F16: opt.F16})
+}
+
+// Stage is the wall time of one step of a run, for --verbose reports and benchmarks.
+type Stage struct {
+	Name    string
+	Seconds float64
+}
+
+// stages times consecutive steps.
+type stages struct {
+	list []Stage
+	last time.Time
+}
+
+func newStages() *stages { return &stages{last: time.Now()} }
+
+// done closes the step that ran since the previous one.
+func (s *stages) done(name string) {
+	now := time.Now()
+	s.list = append(s.list, Stage{name, now.Sub(s.last).Seconds()})
+	s.last = now
 }

@@ -23,6 +23,7 @@ type Result struct {
 	Plan    *model.GPUPlan
 	Spacing float64
 	Classes int
+	Stages  []Stage // preprocess, GPU setup (when Segment built the network), windows, invert
 }
 
 // window is the options' sliding window, the bundle's when unset.
@@ -39,6 +40,7 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	if opt.Spacing != 1.5 && opt.Spacing != 3 {
 		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", opt.Spacing)
 	}
+	st := newStages()
 	pre, inv, err := volume.Preprocess(ct, opt.Spacing)
 	if err != nil {
 		return nil, err
@@ -52,6 +54,7 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Dims: ct.Dims, Affine: ct.Affine, PreDims: pd, Windows: plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels}
+	st.done("preprocess")
 	progress := func(done, total int) error {
 		if opt.Progress != nil {
 			opt.Progress(done, total)
@@ -63,13 +66,14 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	}
 	var dhw []uint8
 	if opt.GPU != nil {
-		dhw, err = segmentGPU(vol, plan, net, opt, res, progress)
+		dhw, err = segmentGPU(vol, plan, net, opt, res, progress, st)
 	} else {
 		dhw, err = segmentCPU(vol, opt.window(), plan.NumWindows(), net, progress)
 	}
 	if err != nil {
 		return nil, err
 	}
+	st.done("sliding window")
 	labels := volume.LabelsFromDHW(dhw, pd)
 	if labels == nil {
 		return nil, fmt.Errorf("internal error: %d labels for the %v grid", len(dhw), pd)
@@ -77,10 +81,12 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	if res.Labels, err = inv.Invert(labels); err != nil {
 		return nil, err
 	}
+	st.done("invert")
+	res.Stages = st.list
 	return res, nil
 }
 
-func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress) ([]uint8, error) {
+func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress, st *stages) ([]uint8, error) {
 	ctx := opt.GPU
 	gopt := model.GPUOptions{F16: opt.F16}
 	p, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, true)
@@ -88,13 +94,24 @@ func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt O
 		return nil, err
 	}
 	res.Plan = p
-	base := ctx.LiveBytes()
-	ctx.ResetPeak()
-	g, err := model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], gopt)
-	if err != nil {
-		return nil, err
+	g := opt.Net
+	var base uint64
+	if g != nil {
+		if g.D != plan.ROI[0] || g.H != plan.ROI[1] || g.W != plan.ROI[2] || g.F16() != opt.F16 {
+			return nil, fmt.Errorf("internal error: the prepared GPU network does not match the window %v", plan.ROI)
+		}
+		// the network's buffers were all made before the run: the peak starts from them
+		base = ctx.LiveBytes() - g.PlanBytes
+		ctx.ResetPeak()
+	} else {
+		base = ctx.LiveBytes()
+		ctx.ResetPeak()
+		if g, err = model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], gopt); err != nil {
+			return nil, err
+		}
+		defer g.Release()
+		st.done("GPU setup")
 	}
-	defer g.Release()
 	out := make([]uint8, vol.Voxels())
 	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: out}, progress); err != nil {
 		return nil, err

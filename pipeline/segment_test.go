@@ -37,6 +37,25 @@ func TestSegmentGPUMatchesCPU(t *testing.T) {
 	require.Len(t, gpuRes.Labels, len(ct.Data))
 	require.Equal(t, 8, windows)
 	require.Equal(t, gpuRes.Plan.PeakBytes, gpuRes.PeakGPU, "measured peak equals the plan")
+	var names []string
+	for _, st := range gpuRes.Stages {
+		names = append(names, st.Name)
+	}
+	require.Equal(t, []string{"preprocess", "GPU setup", "sliding window", "invert"}, names)
+
+	// A network built beforehand (as `ctseg segment` does while it reads the CT) gives the
+	// same labels, and its buffers count in the measured peak as if Segment had made them.
+	pre := opt
+	pre.Net, err = pipeline.NewGPUNet(net, pre)
+	require.NoError(t, err)
+	preRes, err := pipeline.Segment(ct, net, pre)
+	pre.Net.Release()
+	require.NoError(t, err)
+	require.Equal(t, gpuRes.Labels, preRes.Labels)
+	require.Equal(t, preRes.Plan.PeakBytes, preRes.PeakGPU, "measured peak equals the plan with a prepared network")
+	pre.F16 = true
+	_, err = pipeline.Segment(ct, net, pre)
+	require.ErrorContains(t, err, "does not match", "a network prepared for other options is refused")
 
 	cpuRes, err := pipeline.Segment(ct, net, pipeline.Options{Spacing: 3})
 	require.NoError(t, err)

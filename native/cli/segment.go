@@ -95,6 +95,7 @@ func runSegment(env *Env, args []string) error {
 			return err
 		}
 	}
+	start := time.Now()
 	wfile, err := resolveWeights(*wpath, *spacing, *precision)
 	if err != nil {
 		return err
@@ -106,17 +107,38 @@ func runSegment(env *Env, args []string) error {
 	if net.Cfg.OutChannels > labels.Count {
 		return fmt.Errorf("weights %s have %d classes; the label map has %d", wfile, net.Cfg.OutChannels, labels.Count)
 	}
-	ct, ctHeader, err := volume.ReadNIfTI(*in)
+	opt := pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt}
+	stages := []pipeline.Stage{{Name: "load weights", Seconds: time.Since(start).Seconds()}}
+	// The GPU is set up (device, pipelines compiled, weights uploaded) while the CT is read.
+	setup := make(chan error, 1)
+	var setupSecs float64
+	if *device == "gpu" {
+		go func() {
+			t := time.Now()
+			var err error
+			if opt.GPU, err = openGPU(env, *verbose); err == nil {
+				opt.Net, err = pipeline.NewGPUNet(net, opt)
+			}
+			setupSecs = time.Since(t).Seconds()
+			setup <- err
+		}()
+	} else {
+		setup <- nil
+	}
+	t := time.Now()
+	ct, ctHeader, readErr := volume.ReadNIfTI(*in)
+	stages = append(stages, pipeline.Stage{Name: "read CT", Seconds: time.Since(t).Seconds()})
+	err = <-setup
+	if opt.Net != nil {
+		defer opt.Net.Release()
+		stages = append(stages, pipeline.Stage{Name: "GPU setup (beside reading)", Seconds: setupSecs})
+	}
+	if readErr != nil {
+		return readErr
+	}
 	if err != nil {
 		return err
 	}
-	opt := pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt}
-	if *device == "gpu" {
-		if opt.GPU, err = openGPU(env, *verbose); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
 	bar := newWindowBar(env)
 	opt.Progress = bar.update
 	res, err := pipeline.Segment(ct, net, opt)
@@ -124,6 +146,8 @@ func runSegment(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	stages = append(stages, res.Stages...)
+	t = time.Now()
 	lopt := pipeline.LabelFileOptions(net.Cfg.OutChannels, ctHeader)
 	names := lopt.Names
 	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, lopt); err != nil {
@@ -155,6 +179,14 @@ func runSegment(env *Env, args []string) error {
 		fmt.Fprintf(env.Stderr, ", peak host memory %.1f MB", float64(rss)/1e6)
 	}
 	fmt.Fprintf(env.Stderr, "\nwrote %s and %s\n", *out, table)
+	if *verbose {
+		stages = append(stages, pipeline.Stage{Name: "write", Seconds: time.Since(t).Seconds()})
+		fmt.Fprintf(env.Stderr, "stages:")
+		for _, s := range stages {
+			fmt.Fprintf(env.Stderr, " %s %.2f s;", s.Name, s.Seconds)
+		}
+		fmt.Fprintln(env.Stderr)
+	}
 	return nil
 }
 
