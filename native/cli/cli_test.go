@@ -331,7 +331,7 @@ func TestBench(t *testing.T) {
 				t.Errorf("timed end-to-end run lacks a positive time for %s: %+v", k, rep.E2EKinds)
 			}
 		}
-		if !(rep.E2EBusy > 0) || !strings.Contains(r.stdout, "end to end on the GPU (timestamps") {
+		if !(rep.E2EBusy > 0) || !strings.Contains(r.stdout, "end to end, timed on the GPU") {
 			t.Errorf("no GPU busy time in the report:\n%s", r.stdout)
 		}
 	} else if rep.LayerTiming != "wall clock" {
