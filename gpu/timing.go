@@ -15,6 +15,10 @@ type Timing struct {
 	ctx *Context
 	q   queries // the platform's query set and buffers
 
+	// Key names the group a dispatch's time is booked to: its Kind unless set (Label gives
+	// one row per layer).
+	Key func(Dispatch) string
+
 	ticks map[string]uint64
 	count map[string]int
 	flops map[string]float64
@@ -22,7 +26,7 @@ type Timing struct {
 	wall  float64 // seconds from each batch's submission to its completion, summed
 }
 
-// KindTime is the GPU time of one dispatch kind.
+// KindTime is the GPU time of one dispatch kind (or of whatever Timing.Key groups by).
 type KindTime struct {
 	Kind       string
 	Seconds    float64
@@ -66,11 +70,15 @@ func (t *Timing) Kinds() []KindTime {
 // add books one finished batch: ts holds the timestamp before each dispatch and after the last.
 func (t *Timing) add(ds []Dispatch, ts []uint64, wallSeconds float64) {
 	for i, d := range ds {
-		if ts[i+1] >= ts[i] { // a driver may reset its counter; such a pair is dropped
-			t.ticks[d.Kind] += ts[i+1] - ts[i]
+		k := d.Kind
+		if t.Key != nil {
+			k = t.Key(d)
 		}
-		t.count[d.Kind]++
-		t.flops[d.Kind] += d.FLOPs
+		if ts[i+1] >= ts[i] { // a driver may reset its counter; such a pair is dropped
+			t.ticks[k] += ts[i+1] - ts[i]
+		}
+		t.count[k]++
+		t.flops[k] += d.FLOPs
 	}
 	if ts[len(ds)] >= ts[0] {
 		t.busy += ts[len(ds)] - ts[0]

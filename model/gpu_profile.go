@@ -75,6 +75,40 @@ func (g *GPUNet) Profile() ([]KindTiming, string, error) {
 	return out, "wall clock", nil
 }
 
+// ProfileLayers times one window on the GPU and returns the time of every layer of the given
+// kind (by dispatch label: "down_layers.1.0.conv1.conv", ...) in network order, for choosing
+// kernels per layer. It needs timestamp queries.
+func (g *GPUNet) ProfileLayers(kind string) ([]KindTiming, error) {
+	t, err := g.ctx.NewTiming()
+	if err != nil {
+		return nil, err
+	}
+	defer t.Release()
+	t.Key = func(d gpu.Dispatch) string {
+		if d.Kind == kind {
+			return d.Label
+		}
+		return ""
+	}
+	r := g.ctx.NewRunner()
+	r.Timing = t
+	if err := r.Run(g.Dispatches); err != nil {
+		return nil, err
+	}
+	byLabel := map[string]KindTiming{}
+	for _, k := range KindTimings(t) {
+		byLabel[k.Kind] = k
+	}
+	var out []KindTiming
+	for _, d := range g.Dispatches {
+		if k, ok := byLabel[d.Label]; ok && d.Kind == kind {
+			out = append(out, k)
+			delete(byLabel, d.Label)
+		}
+	}
+	return out, nil
+}
+
 // KindTimings converts what a gpu.Timing collected, longest first.
 func KindTimings(t *gpu.Timing) []KindTiming {
 	var out []KindTiming

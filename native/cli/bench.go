@@ -46,6 +46,10 @@ type BenchReport struct {
 	EndToEndKinds   []model.KindTiming `json:"end_to_end_gpu_kinds,omitempty"`
 	EndToEndGPUBusy float64            `json:"end_to_end_gpu_busy_seconds,omitempty"`
 	Tiles           map[string]float64 `json:"tile_window_seconds,omitempty"`
+	// With timestamps: each 3x3x3 layer's GPU time under every tile ("default" and the
+	// --tiles choices), for choosing tiles per layer.
+	TileLayers     map[string]map[string]float64 `json:"tile_layer_seconds,omitempty"`
+	TileLayerOrder []string                      `json:"tile_layer_order,omitempty"` // network order
 }
 
 func runBench(env *Env, args []string) error {
@@ -137,9 +141,15 @@ func runBench(env *Env, args []string) error {
 	}
 	rep.WindowMedian = median(rep.WindowSeconds)
 	if *tiles != "" {
+		if ctx.Timestamps {
+			if err := addTileLayers(rep, "default", g); err != nil {
+				return err
+			}
+		}
 		if err := benchTiles(env, ctx, net, r, f16, *tiles, in, *repeat, rep); err != nil {
 			return err
 		}
+		printTileLayers(env.Stdout, rep)
 	}
 	rep.WindowGFLOPS = rep.WindowGFLOP / rep.WindowMedian
 	fmt.Fprintf(env.Stdout, "window: %.1f GFLOP, median %.3f s of %d runs, %.1f GFLOP/s\n", rep.WindowGFLOP, rep.WindowMedian, *repeat, rep.WindowGFLOPS)
@@ -237,6 +247,9 @@ func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, 
 				secs = append(secs, time.Since(start).Seconds())
 			}
 		}
+		if err == nil && ctx.Timestamps {
+			err = addTileLayers(rep, t, g)
+		}
 		g.Release()
 		if err != nil {
 			return err
@@ -249,6 +262,50 @@ func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, 
 		fmt.Fprintf(env.Stdout, "tile %-6s window median %.4f s, %.1f GFLOP/s\n", t, m, rep.WindowGFLOP/m)
 	}
 	return nil
+}
+
+// addTileLayers books every 3x3x3 layer's GPU time under tile name.
+func addTileLayers(rep *BenchReport, name string, g *model.GPUNet) error {
+	lt, err := g.ProfileLayers("conv3x3")
+	if err != nil {
+		return err
+	}
+	if rep.TileLayers == nil {
+		rep.TileLayers = map[string]map[string]float64{}
+	}
+	for _, l := range lt {
+		if rep.TileLayers[l.Kind] == nil {
+			rep.TileLayers[l.Kind] = map[string]float64{}
+			rep.TileLayerOrder = append(rep.TileLayerOrder, l.Kind)
+		}
+		rep.TileLayers[l.Kind][name] = l.Seconds
+	}
+	return nil
+}
+
+// printTileLayers shows, per 3x3x3 layer, the fastest tile and the default's time, and what a
+// window's 3x3x3 layers would take with the best tile for each.
+func printTileLayers(w io.Writer, rep *BenchReport) {
+	if len(rep.TileLayers) == 0 {
+		return
+	}
+	layers := rep.TileLayerOrder
+	fmt.Fprintf(w, "per 3x3x3 layer (GPU timestamps): fastest tile vs this adapter's default tile\n")
+	fmt.Fprintf(w, "  %-28s %-8s %9s %9s\n", "layer", "best", "seconds", "default")
+	sumBest, sumDefault := 0.0, 0.0
+	for _, l := range layers {
+		best, bestS := "", 0.0
+		for tile, s := range rep.TileLayers[l] {
+			if best == "" || s < bestS || (s == bestS && tile < best) {
+				best, bestS = tile, s
+			}
+		}
+		def := rep.TileLayers[l]["default"]
+		sumBest += bestS
+		sumDefault += def
+		fmt.Fprintf(w, "  %-28s %-8s %9.5f %9.5f\n", l, best, bestS, def)
+	}
+	fmt.Fprintf(w, "  3x3x3 layers of a window: %.4f s with the best tile per layer, %.4f s with the default\n", sumBest, sumDefault)
 }
 
 func median(v []float64) float64 {

@@ -287,7 +287,7 @@ func side(a [4][4]float64, x, y, z int, c float64) uint8 {
 // the JSON report is complete.
 func TestBench(t *testing.T) {
 	js := filepath.Join(t.TempDir(), "bench.json")
-	r := mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--precision", "f32", "--json", js)
+	r := mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--precision", "f32", "--json", js, "--tiles", "2x8x4,4x8x4c")
 	for _, want := range []string{"adapter: ", "model: SegResNet F=8 K=9", "window: ", "GFLOP/s", "layer", "conv3x3", "groupnorm",
 		"end to end: [16 16 16] volume, 1 windows", "peak GPU memory: "} {
 		if !strings.Contains(r.stdout, want) {
@@ -308,10 +308,15 @@ func TestBench(t *testing.T) {
 			Kind    string  `json:"Kind"`
 			Seconds float64 `json:"Seconds"`
 		} `json:"end_to_end_gpu_kinds"`
-		E2EBusy float64 `json:"end_to_end_gpu_busy_seconds"`
+		E2EBusy    float64                       `json:"end_to_end_gpu_busy_seconds"`
+		Tiles      map[string]float64            `json:"tile_window_seconds"`
+		TileLayers map[string]map[string]float64 `json:"tile_layer_seconds"`
 	}
 	if err := json.Unmarshal(readFile(t, js), &rep); err != nil {
 		t.Fatal(err)
+	}
+	if len(rep.Tiles) != 2 || !(rep.Tiles["2x8x4"] > 0) || !(rep.Tiles["4x8x4c"] > 0) {
+		t.Errorf("tile sweep: %v", rep.Tiles)
 	}
 	if rep.Adapter == "" || !(rep.WindowGFLOPS > 0) || !(rep.WindowMedian > 0) || len(rep.Layers) == 0 || !(rep.EndToEnd > 0) ||
 		rep.PeakGPUBytes == 0 || rep.Windows != 1 || len(rep.Limits) == 0 {
@@ -333,6 +338,17 @@ func TestBench(t *testing.T) {
 		}
 		if !(rep.E2EBusy > 0) || !strings.Contains(r.stdout, "end to end, timed on the GPU") {
 			t.Errorf("no GPU busy time in the report:\n%s", r.stdout)
+		}
+		// every tiled layer timed under the default and each --tiles choice
+		if len(rep.TileLayers) == 0 || !strings.Contains(r.stdout, "with the best tile per layer") {
+			t.Errorf("no per-layer tile times:\n%s", r.stdout)
+		}
+		for layer, byTile := range rep.TileLayers {
+			for _, tile := range []string{"default", "2x8x4", "4x8x4c"} {
+				if !(byTile[tile] > 0) {
+					t.Errorf("layer %s has no time for tile %s: %v", layer, tile, byTile)
+				}
+			}
 		}
 	} else if rep.LayerTiming != "wall clock" {
 		t.Errorf("layer_timing %q", rep.LayerTiming)
