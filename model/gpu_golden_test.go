@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,6 +14,7 @@ import (
 	"ctseg/internal/gputest"
 	"ctseg/internal/shared"
 	"ctseg/model"
+	"ctseg/shaders"
 	"ctseg/weights"
 )
 
@@ -133,14 +135,15 @@ func TestGPUGoldenTileVariants(t *testing.T) {
 	want := readF32(t, shared.Path(t, "golden", "segresnet_full/output.f32"))
 	vol := &model.Tensor{C: 1, D: 32, H: 32, W: 32, Data: in}
 	opt := model.WindowOptions{ROI: [3]int{32, 32, 32}, Overlap: 0, Mode: model.Constant}
-	for _, v := range []model.GPUOptions{
-		{ConvXB: 2, ConvOCB: 8, ConvCK: 4},                   // the GPU default, whatever adapter runs the tests
-		{ConvXB: 8, ConvOCB: 8, ConvCK: 4, ConvContig: true}, // the CPU-adapter default
-		{ConvXB: 4, ConvContig: true},
-		{ConvXB: 8, ConvOCB: 4, ConvCK: 2, ConvContig: true},
-		{ConvXB: 4, ConvOCB: 16, ConvCK: 8},
+	for _, tile := range []string{
+		"2x8x4",  // the GPU default, whatever adapter runs the tests
+		"8x8x4c", // the CPU-adapter default
+		"4x8c", "8x4x2c", "4x16x8", "4x8x4c/ty4/tn16", "2x8x2/tn8",
 	} {
-		t.Run(fmt.Sprintf("%dx%dx%d_contig%v", v.ConvXB, v.ConvOCB, v.ConvCK, v.ConvContig), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(tile, "/", "_"), func(t *testing.T) {
+			ct, err := shaders.ParseConvTile(tile)
+			require.NoError(t, err)
+			v := model.GPUOptions{ConvTile: &ct}
 			got := gpuLogitsWith(t, n, vol, opt, v)
 			require.Len(t, got, len(want))
 			maxErr, agree := compareLogits(got, want, n.Cfg.OutChannels, vol.Voxels())

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -18,15 +19,10 @@ type GPUOptions struct {
 	// DispatchFLOPs caps the work of one dispatch, so a submission can be split finely enough
 	// for slow adapters (lavapipe, SwiftShader). 0: the device's Limits.DispatchFLOPs.
 	DispatchFLOPs float64
-	// ConvXB and ConvOCB override the tiled 3x3x3 convolutions' register tile (x-voxels and
-	// output channels per invocation); 0 keeps the shader's defaults. For tuning on real GPUs.
-	ConvXB, ConvOCB int
-	// ConvCK caps the input channels the tiled convolution stages per chunk (0: the shader's
-	// default, 4).
-	ConvCK int
-	// ConvContig gives each invocation of the tiled convolutions ConvXB consecutive x-voxels
-	// read as vec4s (ConvXB a multiple of 4); see shaders.Conv3D.TileContig.
-	ConvContig bool
+	// ConvTile, when set, is the blocking of every tiled 3x3x3 convolution instead of the
+	// defaults (DefaultConvTile); for tuning (`ctseg bench --tiles`). A layer with fewer output
+	// channels than the tile's MN takes MN = its channels.
+	ConvTile *shaders.ConvTile
 	// Untiled keeps every convolution on the register-only kernel (for comparisons).
 	Untiled bool
 }
@@ -93,6 +89,19 @@ func newGPUNet(ctx *gpu.Context, limits gpu.Limits, net *Net, d, h, w int, opt G
 }
 
 // Release frees every buffer of the plan.
+// DefaultConvTile is the tiled 3x3x3 convolution's blocking for a layer w voxels wide on a
+// device: per width, since each width of SegResNet has its own channel count and so its own
+// best tile (`ctseg bench --tiles` reports the fastest per layer). CPU adapters (lavapipe,
+// SwiftShader): 8 consecutive x-voxels, measured 2.3x faster than the GPU tile on lavapipe.
+// GPUs: 2 interleaved x-voxels by 8 channels, 4 staged channels, the H200's fastest whole-window
+// choice (BENCHMARKS.md).
+func DefaultConvTile(l gpu.Limits, w int) shaders.ConvTile {
+	if l.DispatchFLOPs > 0 {
+		return shaders.ConvTile{MX: 8, MN: 8, CK: 4, Contig: true}
+	}
+	return shaders.ConvTile{MX: 2, MN: 8, CK: 4}
+}
+
 // F16 says whether activations are stored as f16.
 func (g *GPUNet) F16() bool { return g.opt.F16 }
 
@@ -313,16 +322,12 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		spec.Tiled = true
 		spec.MaxShared = int(g.limits.MaxWorkgroupStorageSize)
 		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
-		spec.MaxCK = g.opt.ConvCK
-		spec.TileMX = g.opt.ConvXB
-		spec.TileContig = g.opt.ConvContig
-		if spec.TileMX == 0 && g.limits.DispatchFLOPs > 0 {
-			// CPU adapters (lavapipe, SwiftShader): 8 consecutive x-voxels measured 2.3x faster
-			// than the GPU default on lavapipe (BENCHMARKS.md); GPUs keep the H200's choice.
-			spec.TileMX, spec.TileContig = 8, true
+		spec.Tile = DefaultConvTile(g.limits, x.W)
+		if g.opt.ConvTile != nil {
+			spec.Tile = *g.opt.ConvTile
 		}
-		if g.opt.ConvOCB > 0 && min(c.Out, 32)%g.opt.ConvOCB == 0 {
-			spec.TileMN = g.opt.ConvOCB
+		if tn := min(c.Out, cmp.Or(spec.Tile.TN, 32)); spec.Tile.MN > tn {
+			spec.Tile.MN = tn // small networks (tests) have fewer channels than a tile
 		}
 	}
 	if err := spec.Validate(); err != nil {

@@ -26,14 +26,12 @@ type Conv3D struct {
 	// default 16 KiB), MaxThreads its invocations per workgroup (0: 256).
 	Tiled                 bool
 	MaxShared, MaxThreads int
-	MaxCK                 int // cap on input channels staged per chunk (0: 4)
-	TileMX, TileMN        int // x-voxels and output channels per invocation (0: 2 and 8)
-	// TileContig gives each invocation MX consecutive x-voxels (MX a multiple of 4) read as
-	// vec4s from a row padded to a multiple of 4: MX+2 staged inputs serve 3*MX taps, where
-	// the interleaved default loads one input per tap. Fewer workgroup-memory loads per FMA;
-	// selectable for measuring on real GPUs (`ctseg bench --tiles 4x8x4c`).
-	TileContig bool
-	tile       *convTile
+	// Tile is the tiled kernel's blocking (zero fields: defaults). Contiguous tiles give each
+	// invocation MX consecutive x-voxels read as vec4s from a row padded to a multiple of 4:
+	// MX+2 staged inputs serve 3*MX taps, where the interleaved default loads one input per
+	// tap, so fewer workgroup-memory loads per FMA.
+	Tile ConvTile
+	tile *convTile
 }
 
 // convTile is the tiled kernel's geometry, derived once from the shape and limits.
@@ -71,20 +69,23 @@ func (c *Conv3D) CanTile() bool {
 }
 
 // tiling chooses the tiled kernel's geometry: a 32-wide row tile (narrower for narrow
-// volumes), MX x-voxels by MN output channels per invocation (TileMX, TileMN), up to 32
-// output channels per workgroup, and the largest input-channel chunk that fits workgroup
-// memory.
+// volumes), MX x-voxels by MN output channels per invocation, up to 32 (Tile.TN) output
+// channels per workgroup, as many rows as the invocation limit allows (up to Tile.TY), and the
+// largest input-channel chunk that fits workgroup memory.
 func (c *Conv3D) tiling() (*convTile, error) {
 	if c.tile != nil {
 		return c.tile, nil
 	}
+	if err := c.Tile.check(); err != nil {
+		return nil, fmt.Errorf("conv: %w", err)
+	}
 	// 2 x 8 measured fastest of the register tiles on an H200 (BENCHMARKS.md)
 	t := &convTile{MX: 2, MN: 8}
-	if c.TileMX > 0 {
-		t.MX = c.TileMX
+	if c.Tile.MX > 0 {
+		t.MX = c.Tile.MX
 	}
-	if c.TileMN > 0 {
-		t.MN = c.TileMN
+	if c.Tile.MN > 0 {
+		t.MN = c.Tile.MN
 	}
 	maxThreads := c.MaxThreads
 	if maxThreads <= 0 {
@@ -95,7 +96,11 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	if maxShared <= 0 {
 		maxShared = 16 << 10
 	}
-	t.TN = min(c.Cout, 32)
+	t.TN = 32
+	if c.Tile.TN > 0 {
+		t.TN = c.Tile.TN
+	}
+	t.TN = min(c.Cout, t.TN)
 	for c.Cout%t.TN != 0 {
 		t.TN -= 4
 	}
@@ -105,7 +110,7 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	t.SX = ceilDiv(min(c.W, 32), t.MX)
 	t.TX = t.SX * t.MX
 	t.HXP = t.TX + 2
-	if c.TileContig {
+	if c.Tile.Contig {
 		if t.MX%4 != 0 {
 			return nil, fmt.Errorf("conv: contiguous tiles need a multiple of 4 x-voxels per invocation, not %d", t.MX)
 		}
@@ -113,6 +118,9 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	}
 	cgs := t.TN / t.MN
 	t.TY = max(1, min(c.H, maxThreads/(t.SX*cgs)))
+	if c.Tile.TY > 0 {
+		t.TY = min(t.TY, c.Tile.TY)
+	}
 	perChannel := func(ty int) int { return 4 * (3*(ty+2)*t.HXP + 27*t.TN) }
 	for t.TY > 1 && 2*perChannel(t.TY) > maxShared { // at least a channel pair must fit
 		t.TY--
@@ -125,8 +133,8 @@ func (c *Conv3D) tiling() (*convTile, error) {
 	// 4 staged channels measured fastest on an H200 (smaller workgroup memory, more resident
 	// workgroups); BENCHMARKS.md has the sweep.
 	maxCK := 4
-	if c.MaxCK > 0 {
-		maxCK = c.MaxCK
+	if c.Tile.CK > 0 {
+		maxCK = c.Tile.CK
 	}
 	for ck := min(c.Cin, maxCK); ck >= 2; ck -= 2 {
 		if c.Cin%ck == 0 && ck*perCh <= maxShared {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -46,9 +47,10 @@ func TestConv3D(t *testing.T) {
 	for _, tc := range cases {
 		for _, variant := range []struct {
 			f16, tiled bool
-			mx         int  // tiled register tile's x-voxels (0: default)
-			contig     bool // tiled, consecutive x-voxels per invocation
-		}{{false, false, 0, false}, {true, false, 0, false}, {false, true, 0, false}, {true, true, 0, false}, {false, true, 4, true}, {true, true, 8, true}} {
+			tile       shaders.ConvTile // of the tiled kernel (zero: defaults)
+		}{{false, false, shaders.ConvTile{}}, {true, false, shaders.ConvTile{}}, {false, true, shaders.ConvTile{}}, {true, true, shaders.ConvTile{}},
+			{false, true, shaders.ConvTile{MX: 4, Contig: true}}, {true, true, shaders.ConvTile{MX: 8, Contig: true}},
+			{false, true, shaders.ConvTile{MX: 4, MN: 4, CK: 2, Contig: true, TY: 2, TN: 8}}} {
 			f16, tiled := variant.f16, variant.tiled
 			if f16 && tc.cin == 1 {
 				continue // a 1-channel input is always f32
@@ -57,8 +59,8 @@ func TestConv3D(t *testing.T) {
 				continue
 			}
 			name := fmt.Sprintf("%dto%d_%dx%dx%d_k%d_s%d_norm%v_res%v_bias%v_f16%v_tiled%v", tc.cin, tc.cout, tc.d, tc.h, tc.w, tc.k, tc.s, tc.norm, tc.res, tc.bias, f16, tiled)
-			if variant.contig {
-				name += fmt.Sprintf("_contig%d", variant.mx)
+			if variant.tile != (shaders.ConvTile{}) {
+				name += "_" + strings.ReplaceAll(variant.tile.String(), "/", "_")
 			}
 			t.Run(name, func(t *testing.T) {
 				x := randTensor(rng, tc.cin, tc.d, tc.h, tc.w)
@@ -73,7 +75,7 @@ func TestConv3D(t *testing.T) {
 				spec := &shaders.Conv3D{Cin: tc.cin, Cout: tc.cout, D: tc.d, H: tc.h, W: tc.w, K: tc.k, Stride: tc.s,
 					InF16: f16, OutF16: f16, NormIn: tc.norm, Residual: tc.res, Bias: tc.bias, SlabDepth: 2,
 					Tiled: tiled, MaxShared: int(ctx.Limits.MaxWorkgroupStorageSize), MaxThreads: int(ctx.Limits.MaxInvocationsPerWorkgroup),
-					TileMX: variant.mx, TileContig: variant.contig}
+					Tile: variant.tile}
 				require.NoError(t, spec.Validate())
 				do, ho, wo := spec.Out()
 

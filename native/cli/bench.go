@@ -15,6 +15,7 @@ import (
 
 	"ctseg/internal/atomicfile"
 	"ctseg/model"
+	"ctseg/shaders"
 	"ctseg/weights"
 )
 
@@ -62,7 +63,7 @@ func runBench(env *Env, args []string) error {
 	repeat := fs.Int("repeat", 3, "timed window runs (the median is reported)")
 	jsonOut := fs.String("json", "", "also write the report as JSON")
 	force := fs.Bool("force", false, "overwrite the JSON file")
-	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile XBxOCB[xCK][c] (x-voxels, output channels, staged input channels; c: consecutive x-voxels), e.g. 2x8,4x8x4c (tuning)")
+	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile MXxMN[xCK][c][/tyN][/tnN] (x-voxels and output channels per invocation, staged input channels; c: consecutive x-voxels; rows and output channels per workgroup), e.g. 2x8x4,8x8x4c/tn16 (tuning)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -228,13 +229,11 @@ func printKinds(w io.Writer, ks []model.KindTiming) {
 // benchTiles times one window per conv tile shape, for choosing the defaults per GPU.
 func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, list string, in []float32, repeat int, rep *BenchReport) error {
 	for _, t := range strings.Split(list, ",") {
-		var xb, ocb, ck int
-		spec, contig := strings.CutSuffix(t, "c")
-		n, _ := fmt.Sscanf(spec, "%dx%dx%d", &xb, &ocb, &ck)
-		if n < 2 || xb <= 0 || ocb <= 0 || ocb%4 != 0 || ck < 0 || ck%2 != 0 || (contig && xb%4 != 0) {
-			return fmt.Errorf("--tiles %q: want XBxOCB[xCK][c] with OCB a multiple of 4, CK even, and XB a multiple of 4 with c", t)
+		tile, err := shaders.ParseConvTile(t)
+		if err != nil {
+			return fmt.Errorf("--tiles: %w", err)
 		}
-		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvXB: xb, ConvOCB: ocb, ConvCK: ck, ConvContig: contig})
+		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvTile: &tile})
 		if err != nil {
 			return err
 		}
