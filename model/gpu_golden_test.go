@@ -14,7 +14,6 @@ import (
 	"ctseg/internal/gputest"
 	"ctseg/internal/shared"
 	"ctseg/model"
-	"ctseg/shaders"
 	"ctseg/weights"
 )
 
@@ -139,11 +138,12 @@ func TestGPUGoldenTileVariants(t *testing.T) {
 		"2x8x4",  // the GPU default, whatever adapter runs the tests
 		"8x8x4c", // the CPU-adapter default
 		"4x8c", "8x4x2c", "4x16x8", "4x8x4c/ty4/tn16", "2x8x2/tn8",
+		"32=8x8x4c+16=2x8x4/tn16+8=4x4x2c", // a tile per layer width
 	} {
 		t.Run(strings.ReplaceAll(tile, "/", "_"), func(t *testing.T) {
-			ct, err := shaders.ParseConvTile(tile)
+			tiles, err := model.ParseConvTiles(tile)
 			require.NoError(t, err)
-			v := model.GPUOptions{ConvTile: &ct}
+			v := model.GPUOptions{ConvTiles: tiles}
 			got := gpuLogitsWith(t, n, vol, opt, v)
 			require.Len(t, got, len(want))
 			maxErr, agree := compareLogits(got, want, n.Cfg.OutChannels, vol.Voxels())

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/cogentcore/webgpu/wgpu"
 
@@ -19,10 +21,11 @@ type GPUOptions struct {
 	// DispatchFLOPs caps the work of one dispatch, so a submission can be split finely enough
 	// for slow adapters (lavapipe, SwiftShader). 0: the device's Limits.DispatchFLOPs.
 	DispatchFLOPs float64
-	// ConvTile, when set, is the blocking of every tiled 3x3x3 convolution instead of the
-	// defaults (DefaultConvTile); for tuning (`ctseg bench --tiles`). A layer with fewer output
-	// channels than the tile's MN takes MN = its channels.
-	ConvTile *shaders.ConvTile
+	// ConvTiles overrides the blocking of the tiled 3x3x3 convolutions (DefaultConvTile) by
+	// layer width, key 0 standing for every width; for tuning (`ctseg bench --tiles`, see
+	// ParseConvTiles). A layer with fewer output channels than a tile's MN takes MN = its
+	// channels.
+	ConvTiles map[int]shaders.ConvTile
 	// Untiled keeps every convolution on the register-only kernel (for comparisons).
 	Untiled bool
 }
@@ -100,6 +103,36 @@ func DefaultConvTile(l gpu.Limits, w int) shaders.ConvTile {
 		return shaders.ConvTile{MX: 8, MN: 8, CK: 4, Contig: true}
 	}
 	return shaders.ConvTile{MX: 2, MN: 8, CK: 4}
+}
+
+// ParseConvTiles reads a tile for every layer ("8x8x4c") or tiles per layer width joined by
+// "+" ("96=8x8x4c+12=2x8x4/tn16"; other widths keep the default), for GPUOptions.ConvTiles.
+func ParseConvTiles(s string) (map[int]shaders.ConvTile, error) {
+	out := map[int]shaders.ConvTile{}
+	if !strings.Contains(s, "=") {
+		t, err := shaders.ParseConvTile(s)
+		if err != nil {
+			return nil, err
+		}
+		out[0] = t
+		return out, nil
+	}
+	for _, part := range strings.Split(s, "+") {
+		ws, ts, ok := strings.Cut(part, "=")
+		w, err := strconv.Atoi(ws)
+		if !ok || err != nil || w <= 0 {
+			return nil, fmt.Errorf("tiles %q: want TILE or WIDTH=TILE+WIDTH=TILE...", s)
+		}
+		if _, dup := out[w]; dup {
+			return nil, fmt.Errorf("tiles %q: width %d given twice", s, w)
+		}
+		t, err := shaders.ParseConvTile(ts)
+		if err != nil {
+			return nil, err
+		}
+		out[w] = t
+	}
+	return out, nil
 }
 
 // F16 says whether activations are stored as f16.
@@ -323,8 +356,10 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		spec.MaxShared = int(g.limits.MaxWorkgroupStorageSize)
 		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
 		spec.Tile = DefaultConvTile(g.limits, x.W)
-		if g.opt.ConvTile != nil {
-			spec.Tile = *g.opt.ConvTile
+		if t, ok := g.opt.ConvTiles[x.W]; ok {
+			spec.Tile = t
+		} else if t, ok := g.opt.ConvTiles[0]; ok {
+			spec.Tile = t
 		}
 		if tn := min(c.Out, cmp.Or(spec.Tile.TN, 32)); spec.Tile.MN > tn {
 			spec.Tile.MN = tn // small networks (tests) have fewer channels than a tile

@@ -15,7 +15,6 @@ import (
 
 	"ctseg/internal/atomicfile"
 	"ctseg/model"
-	"ctseg/shaders"
 	"ctseg/weights"
 )
 
@@ -63,7 +62,7 @@ func runBench(env *Env, args []string) error {
 	repeat := fs.Int("repeat", 3, "timed window runs (the median is reported)")
 	jsonOut := fs.String("json", "", "also write the report as JSON")
 	force := fs.Bool("force", false, "overwrite the JSON file")
-	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile MXxMN[xCK][c][/tyN][/tnN] (x-voxels and output channels per invocation, staged input channels; c: consecutive x-voxels; rows and output channels per workgroup), e.g. 2x8x4,8x8x4c/tn16 (tuning)")
+	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile MXxMN[xCK][c][/tyN][/tnN] (x-voxels and output channels per invocation, staged input channels; c: consecutive x-voxels; rows and output channels per workgroup), e.g. 2x8x4,8x8x4c/tn16; WIDTH=TILE+WIDTH=TILE gives tiles per layer width, e.g. 96=8x8x4c+12=2x8x4/tn16 (tuning)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -229,11 +228,11 @@ func printKinds(w io.Writer, ks []model.KindTiming) {
 // benchTiles times one window per conv tile shape, for choosing the defaults per GPU.
 func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, list string, in []float32, repeat int, rep *BenchReport) error {
 	for _, t := range strings.Split(list, ",") {
-		tile, err := shaders.ParseConvTile(t)
+		tiles, err := model.ParseConvTiles(t)
 		if err != nil {
 			return fmt.Errorf("--tiles: %w", err)
 		}
-		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvTile: &tile})
+		g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvTiles: tiles})
 		if err != nil {
 			return err
 		}
