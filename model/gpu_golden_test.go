@@ -192,3 +192,45 @@ func TestGPUUnseenShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestGPULabelsAreArgmaxOfLogits: the head's label output (bytes packed four to a word) is
+// the argmax of its logit output, first maximum winning, on volumes whose runs hold a number
+// of voxels that is not a multiple of four and that wrap around the accumulator ring.
+func TestGPULabelsAreArgmaxOfLogits(t *testing.T) {
+	ctx := gputest.Context(t)
+	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 7, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+	n, err := model.NewNet(weights.Random(cfg, 21))
+	require.NoError(t, err)
+	for _, size := range [][3]int{{23, 19, 37}, {41, 13, 15}, {17, 29, 21}} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(int64(size[0])))
+			vol := model.NewTensor(1, size[0], size[1], size[2])
+			for i := range vol.Data {
+				vol.Data[i] = float32(rng.NormFloat64())
+			}
+			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+			plan, err := model.PlanWindows(size[0], size[1], size[2], opt)
+			require.NoError(t, err)
+			g, err := model.NewGPUNet(ctx, n, 16, 16, 16, model.GPUOptions{})
+			require.NoError(t, err)
+			defer g.Release()
+			nv := vol.Voxels()
+			logits := make([]float32, cfg.OutChannels*nv)
+			require.NoError(t, g.SlidingWindow(vol, plan, model.WindowOutput{Logits: logits}, nil))
+			labels := make([]uint8, nv)
+			require.NoError(t, g.SlidingWindow(vol, plan, model.WindowOutput{Labels: labels}, nil))
+			classes := map[uint8]bool{}
+			for v := 0; v < nv; v++ {
+				best := 0
+				for k := 1; k < cfg.OutChannels; k++ {
+					if logits[k*nv+v] > logits[best*nv+v] {
+						best = k
+					}
+				}
+				require.Equal(t, uint8(best), labels[v], "voxel %d", v)
+				classes[labels[v]] = true
+			}
+			require.Greater(t, len(classes), 1, "a constant label map would match trivially")
+		})
+	}
+}

@@ -40,7 +40,7 @@ func PlanGPU(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, opt GPUOpt
 	p.WindowBytes = l.passBytes(plan.ROI, cfg)
 	p.TransientBytes = l.transientBytes()
 	p.PeakBytes = p.NetworkBytes + p.WindowBytes + p.TransientBytes
-	p.MaxBinding = max(g.MaxBinding, uint64(l.segSlots)*l.slotBytes, uint64(l.headNZ)*l.perSlice)
+	p.MaxBinding = max(g.MaxBinding, uint64(l.segSlots)*l.slotBytes, l.outBytes(l.headNZ))
 	p.WindowFLOPs = g.FLOPs()
 	voxels := float64(plan.Size[0] * plan.Size[1] * plan.Size[2])
 	blend := 4 * float64(cfg.InitFilters*plan.ROI[0]*plan.ROI[1]*plan.ROI[2])

@@ -83,7 +83,8 @@ type windowLayout struct {
 	segSlots  int // slots per segment buffer
 	slotBytes uint64
 	headNZ    int // slices per head chunk
-	perSlice  uint64
+	argmax    bool
+	classes   int
 }
 
 func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16, argmax bool) (*windowLayout, error) {
@@ -98,16 +99,19 @@ func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f1
 		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", l.acc.HV, l.acc.WV, l.slotBytes, limit)
 	}
 	l.segSlots = min(l.segSlots, l.ring)
-	l.perSlice = uint64(4 * l.acc.HV * l.acc.WV)
-	if !argmax {
-		l.perSlice *= uint64(cfg.OutChannels)
-	}
-	l.headNZ = int(min(limit, 64<<20) / l.perSlice) // chunks of at most 64 MiB of output
+	l.argmax, l.classes = argmax, cfg.OutChannels
+	perSlice := l.outBytes(1)
+	l.headNZ = int(min(limit, 64<<20) / perSlice) // chunks of at most 64 MiB of output
 	if l.headNZ < 1 {
-		return nil, fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", l.perSlice)
+		return nil, fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", perSlice)
 	}
 	l.headNZ = min(l.headNZ, l.ring)
 	return l, nil
+}
+
+// outBytes is the head's output for nz slices: byte labels (in whole words) or logits.
+func (l *windowLayout) outBytes(nz int) uint64 {
+	return shaders.HeadOutBytes(nz*l.acc.HV*l.acc.WV, l.classes, l.argmax)
 }
 
 // segBytes lists the accumulator buffers' sizes.
@@ -162,7 +166,7 @@ func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
 	total += 4 * uint64(roi[0]*roi[1]*roi[2])            // importance map
 	total += 4 * uint64(cfg.OutChannels*cfg.InitFilters) // head weights
 	total += 4 * uint64(cfg.OutChannels)                 // head bias
-	return total + uint64(l.headNZ)*l.perSlice           // head output chunk
+	return total + l.outBytes(l.headNZ)                  // head output chunk
 }
 
 func (l *windowLayout) transientBytes() uint64 {
@@ -174,7 +178,7 @@ func (l *windowLayout) transientBytes() uint64 {
 		most = max(most, uint64(16*n))
 		next := l.finishedBefore(ri)
 		for _, r := range l.runs(finished, next, l.headNZ) {
-			most = max(most, uint64(r.nz)*l.perSlice)
+			most = max(most, l.outBytes(r.nz))
 		}
 		finished = max(finished, next)
 	}
@@ -185,7 +189,6 @@ func (l *windowLayout) transientBytes() uint64 {
 type windowPass struct {
 	*windowLayout
 	g       *GPUNet
-	argmax  bool
 	segs    []*gpu.Buffer
 	gmap    *gpu.Buffer
 	headW   *gpu.Buffer
@@ -205,7 +208,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if err != nil {
 		return nil, err
 	}
-	w := &windowPass{windowLayout: l, g: g, argmax: argmax, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
+	w := &windowPass{windowLayout: l, g: g, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
 	w.runner.Ahead = 1 // extract and upload the next window while the GPU runs this one
 	w.runner.Timing = g.Timing
 	fail := func(err error) (*windowPass, error) { w.release(); return nil, err }
@@ -233,7 +236,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.headB, err = upload("head.bias", n.Final.B); err != nil {
 		return fail(err)
 	}
-	if w.headOut, err = ctx.NewBuffer("head.out", uint64(w.headNZ)*w.perSlice); err != nil {
+	if w.headOut, err = ctx.NewBuffer("head.out", w.outBytes(w.headNZ)); err != nil {
 		return fail(err)
 	}
 	w.blend = &shaders.Blend{Acc: w.acc, RD: g.D, RH: g.H, RW: g.W, Axis: w.axis, F16: g.opt.F16}
@@ -403,7 +406,7 @@ func (w *windowPass) finish(z0, z1 int, out WindowOutput) error {
 				for ic := 0; ic < w.acc.WV; ic++ {
 					v := dst + ic*sc
 					if w.argmax {
-						out.Labels[v] = uint8(binary.LittleEndian.Uint32(raw[4*i:]))
+						out.Labels[v] = raw[i]
 					} else {
 						for k := 0; k < K; k++ {
 							out.Logits[k*nv+v] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*(k*runVoxels+i):]))

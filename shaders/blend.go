@@ -100,6 +100,23 @@ type Head struct {
 }
 
 func (h *Head) nv() int { return h.NZ * h.Acc.HV * h.Acc.WV }
+
+// invocations: one per voxel for logits, one per four voxels (a word of labels) for argmax.
+func (h *Head) invocations() int {
+	if h.Argmax {
+		return (h.nv() + 3) / 4
+	}
+	return h.nv()
+}
+
+// HeadOutBytes is the head's output for nv voxels: a byte per voxel, in whole words, for
+// argmax; k float32 logits per voxel otherwise.
+func HeadOutBytes(nv, k int, argmax bool) uint64 {
+	if argmax {
+		return uint64((nv + 3) / 4 * 4)
+	}
+	return uint64(4 * k * nv)
+}
 func (h *Head) Name() string {
 	mode := "logits"
 	if h.Argmax {
@@ -112,21 +129,19 @@ func (h *Head) Bindings() []gpu.Access {
 	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite}
 }
 func (h *Head) Grid() (x, y, z uint32) {
-	x, y, _ = grid1D(h.nv())
+	x, y, _ = grid1D(h.invocations())
 	return x, y, 1
 }
 func (h *Head) FLOPs() float64 { return 2 * float64(h.Acc.C*h.K*h.nv()) }
 
 // OutBytes is the size of the head's output for the run.
-func (h *Head) OutBytes() uint64 {
-	if h.Argmax {
-		return uint64(4 * h.nv())
-	}
-	return uint64(4 * h.K * h.nv())
-}
+func (h *Head) OutBytes() uint64 { return HeadOutBytes(h.nv(), h.K, h.Argmax) }
 
 func (h *Head) Source() (string, error) {
-	_, _, gx := grid1D(h.nv())
+	if h.Argmax && h.K > 256 {
+		return "", fmt.Errorf("head: %d classes do not fit byte labels", h.K)
+	}
+	_, _, gx := grid1D(h.invocations())
 	return Render("head.wgsl", map[string]any{
 		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotWords(), "NV": h.nv(),
 		"AccF16": h.Acc.F16, "WPlane": h.Acc.WeightPlane(),

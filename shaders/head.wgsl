@@ -1,6 +1,7 @@
 // Sliding-window blending, final step, for a run of {{.NZ}} finalised z-slots: features =
 // accumulator / weight sum, then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
-// {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
+// {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax), written as
+// bytes (four labels per word, the first in the low byte){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
 
 @group(0) @binding(0) var<storage, read> acc: array<{{if .AccF16}}u32{{else}}f32{{end}}>;
 @group(0) @binding(1) var<storage, read> wts: array<f32>;  // [K][C]
@@ -16,41 +17,56 @@ const GX: u32 = {{.GX}}u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+{{- if .Argmax}}
+	// four consecutive voxels per invocation, their labels packed into one word (K <= 256)
+	let t = gid.y * GX + gid.x;
+	if (4u * t >= NV) { return; }
+	var word = 0u;
+	for (var j = 0u; j < 4u; j++) {
+		let i = 4u * t + j;
+		if (i >= NV) { break; }
+{{- else}}
 	let i = gid.y * GX + gid.x;
 	if (i >= NV) { return; }
-	let iz = i / HW;
-	let v = i % HW;
-	let base = iz * SLOT + v;
-	var f: array<f32, {{.C}}>;
+	{
+{{- end}}
+		let iz = i / HW;
+		let v = i % HW;
+		let base = iz * SLOT + v;
+		var f: array<f32, {{.C}}>;
 {{- if .AccF16}}
-	let inv = 1.0 / bitcast<f32>(acc[base + {{.WPlane}}u]);
-	for (var cp = 0u; cp < C / 2u; cp++) {
-		let p = unpack2x16float(acc[base + cp * HW]) * inv;
-		f[2u * cp] = p.x;
-		f[2u * cp + 1u] = p.y;
-	}
+		let inv = 1.0 / bitcast<f32>(acc[base + {{.WPlane}}u]);
+		for (var cp = 0u; cp < C / 2u; cp++) {
+			let p = unpack2x16float(acc[base + cp * HW]) * inv;
+			f[2u * cp] = p.x;
+			f[2u * cp + 1u] = p.y;
+		}
 {{- else}}
-	let inv = 1.0 / acc[base + {{.WPlane}}u];
-	for (var c = 0u; c < C; c++) {
-		f[c] = acc[base + c * HW] * inv;
-	}
+		let inv = 1.0 / acc[base + {{.WPlane}}u];
+		for (var c = 0u; c < C; c++) {
+			f[c] = acc[base + c * HW] * inv;
+		}
 {{- end}}
 {{- if .Argmax}}
-	var best = -3.0e38;
-	var arg = 0u;
+		var best = -3.0e38;
+		var arg = 0u;
 {{- end}}
-	for (var k = 0u; k < K; k++) {
-		var s = bias[k];
-		for (var c = 0u; c < C; c++) {
-			s += wts[k * C + c] * f[c];
+		for (var k = 0u; k < K; k++) {
+			var s = bias[k];
+			for (var c = 0u; c < C; c++) {
+				s += wts[k * C + c] * f[c];
+			}
+{{- if .Argmax}}
+			if (s > best) { best = s; arg = k; }
+{{- else}}
+			dst[k * NV + i] = s;
+{{- end}}
 		}
 {{- if .Argmax}}
-		if (s > best) { best = s; arg = k; }
-{{- else}}
-		dst[k * NV + i] = s;
+		word |= arg << (8u * j);
 {{- end}}
 	}
 {{- if .Argmax}}
-	dst[i] = arg;
+	dst[t] = word;
 {{- end}}
 }
