@@ -111,11 +111,30 @@ func LabelNames(h *Header) []string {
 //   - anything else (e.g. .txt, .label): ITK-SNAP label description file (also read by
 //     ITK-SNAP's "Import label descriptions" and by MITK).
 func WriteColorTable(path string, names []string, colors [][3]uint8) error {
+	fill, err := colorTable(path, names, colors)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, false, 0, fill)
+}
+
+// EncodeColorTable writes WriteColorTable's file for path to w, for callers that commit
+// several outputs together (atomicfile.Set).
+func EncodeColorTable(w io.Writer, path string, names []string, colors [][3]uint8) error {
+	fill, err := colorTable(path, names, colors)
+	if err != nil {
+		return err
+	}
+	return fill(w)
+}
+
+// colorTable checks names and colours and returns the writer of path's format.
+func colorTable(path string, names []string, colors [][3]uint8) (func(w io.Writer) error, error) {
 	if len(names) == 0 {
-		return fmt.Errorf("write color table %s: no names", path)
+		return nil, fmt.Errorf("write color table %s: no names", path)
 	}
 	if len(colors) < len(names) {
-		return fmt.Errorf("write color table %s: %d colours for %d names", path, len(colors), len(names))
+		return nil, fmt.Errorf("write color table %s: %d colours for %d names", path, len(colors), len(names))
 	}
 	var fill func(w io.Writer) error
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -161,7 +180,7 @@ func WriteColorTable(path string, names []string, colors [][3]uint8) error {
 			return nil
 		}
 	}
-	return writeAtomic(path, false, 0, fill)
+	return fill, nil
 }
 
 const itkSnapPreamble = `################################################

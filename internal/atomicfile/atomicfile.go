@@ -60,7 +60,25 @@ func Check(path string, opt Options) error {
 
 // Write creates path atomically with the bytes fill writes. fill's errors are returned as
 // they are; the others name the path.
-func Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
+func Write(path string, opt Options, fill func(w io.Writer) error) error {
+	var s Set
+	if err := s.Write(path, opt, fill); err != nil {
+		return err
+	}
+	return s.Commit()
+}
+
+// Set writes several files that belong together (a label map and its colour table): each is
+// written completely to a temporary file beside it, and Commit puts them all in place only
+// once every one was written. A failure before Commit leaves every target as it was.
+type Set struct {
+	pending []pendingFile
+}
+
+type pendingFile struct{ tmp, path string }
+
+// Write writes path's future content to a temporary file (checked against opt first).
+func (s *Set) Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
 	if err := Check(path, opt); err != nil {
 		return err
 	}
@@ -87,13 +105,38 @@ func Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
 	if err = os.Chmod(tmp, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	s.pending = append(s.pending, pendingFile{tmp: tmp, path: path})
+	return nil
+}
+
+// Commit renames every written file into place. Renames within a directory do not fail for
+// want of space, so once the writes succeeded the set lands whole in practice; should one
+// fail, the files not yet renamed are removed and the error names it.
+func (s *Set) Commit() error {
+	dirs := map[string]bool{}
+	for i, p := range s.pending {
+		if err := os.Rename(p.tmp, p.path); err != nil {
+			s.pending = s.pending[i:]
+			s.Abort()
+			return fmt.Errorf("writing %s: %w", p.path, err)
+		}
+		dirs[filepath.Dir(p.path)] = true
 	}
-	// Make the rename itself durable; a failure here is not worth failing the write over.
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		d.Sync()
-		d.Close()
+	s.pending = nil
+	// Make the renames durable; a failure here is not worth failing the write over.
+	for dir := range dirs {
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
 	}
 	return nil
+}
+
+// Abort removes the temporary files of a set not committed (nothing after Commit).
+func (s *Set) Abort() {
+	for _, p := range s.pending {
+		os.Remove(p.tmp)
+	}
+	s.pending = nil
 }

@@ -150,26 +150,33 @@ func runSegment(env *Env, args []string) error {
 	t = time.Now()
 	lopt := pipeline.LabelFileOptions(net.Cfg.OutChannels, ctHeader)
 	names := lopt.Names
-	if err := volume.WriteLabelsWith(*out, res.Dims, res.Affine, res.Labels, lopt); err != nil {
+	// all outputs or none, and an existing file (--force) stays until all are written
+	var outs atomicfile.Set
+	defer outs.Abort()
+	gz := strings.HasSuffix(strings.ToLower(*out), ".gz")
+	if err := outs.Write(*out, ao, func(w io.Writer) error {
+		return volume.EncodeLabels(w, gz, res.Dims, res.Affine, res.Labels, lopt)
+	}); err != nil {
 		return err
 	}
-	if err := volume.WriteColorTable(table, names, labels.Colors); err != nil {
-		os.Remove(*out) // all outputs or none
+	if err := outs.Write(table, ao, func(w io.Writer) error {
+		return volume.EncodeColorTable(w, table, names, labels.Colors)
+	}); err != nil {
 		return err
 	}
 	if *stats != "" {
 		st := volume.LabelStats(res.Labels, ct, names)
-		err := atomicfile.Write(*stats, ao, func(w io.Writer) error {
+		if err := outs.Write(*stats, ao, func(w io.Writer) error {
 			if statsCSV {
 				return volume.WriteStatsCSV(w, st)
 			}
 			return volume.WriteStatsJSON(w, st)
-		})
-		if err != nil {
-			os.Remove(*out)
-			os.Remove(table)
+		}); err != nil {
 			return err
 		}
+	}
+	if err := outs.Commit(); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stderr, "segmented %s: %v voxels, %d windows at %v mm, %.1f s", *in, res.Dims, res.Windows, *spacing, time.Since(start).Seconds())
 	if opt.GPU != nil {
