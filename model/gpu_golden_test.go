@@ -137,7 +137,7 @@ func TestGPUGoldenTileVariants(t *testing.T) {
 	for _, tile := range []string{
 		"2x8x4",  // the GPU default, whatever adapter runs the tests
 		"8x8x4c", // the CPU-adapter default
-		"4x8c", "8x4x2c", "4x16x8", "4x8x4c/ty4/tn16", "2x8x2/tn8",
+		"4x8c", "8x4x2c", "4x16x8", "4x8x4c/ty4/tn16", "2x8x2/tn8", "2x8x4p", "8x8x4cp/ty8",
 		"32=8x8x4c+16=2x8x4/tn16+8=4x4x2c", // a tile per layer width
 	} {
 		t.Run(strings.ReplaceAll(tile, "/", "_"), func(t *testing.T) {

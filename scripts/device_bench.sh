@@ -20,7 +20,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L
 # the window, per layer kind (GPU timestamps), end to end, and the timed end-to-end breakdown;
 # the tile sweep compares the default with the contiguous-x variants
 step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 \
-	--tiles 2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4 --json "$OUT/bench15_f16.json" --force
+	--tiles 2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp,8x8x4cp/ty8 --json "$OUT/bench15_f16.json" --force
 step "bench 1.5 mm f32" 60 "$CTSEG" bench --spacing 1.5 --precision f32 --repeat 5 --json "$OUT/bench15_f32.json" --force
 step "bench 3 mm f16" 40 "$CTSEG" bench --spacing 3 --precision f16 --repeat 5 --json "$OUT/bench3_f16.json" --force
 

@@ -229,7 +229,9 @@ func (c *Conv3D) Source() (string, error) {
 		p["NChunk"], p["Plane"], p["TilesX"] = c.Cin/t.CK, c.D*c.H*c.W, ceilDiv(c.W, t.TX)
 		p["Acc"] = t.MX * t.MN / 4
 		p["SIn"], p["SW"] = t.CK*3*(t.TY+2)*t.HXP, t.CK*27*t.TN/4
-		p["Contig"], p["HXP"] = t.Contig, t.HXP
+		p["Contig"], p["HXP"], p["Prefetch"] = t.Contig, t.HXP, c.Tile.Prefetch
+		nin, nwt := 3*(t.TY+2)*t.HXP*t.CK/2, t.CK*27*t.TN/4
+		p["NPF"], p["NWF"] = ceilDiv(nin, t.Threads), ceilDiv(nwt, t.Threads)
 		if t.Contig {
 			// the MX+2 inputs of a row, as (vec4 load, component) pairs
 			type xv struct {

@@ -50,7 +50,8 @@ func TestConv3D(t *testing.T) {
 			tile       shaders.ConvTile // of the tiled kernel (zero: defaults)
 		}{{false, false, shaders.ConvTile{}}, {true, false, shaders.ConvTile{}}, {false, true, shaders.ConvTile{}}, {true, true, shaders.ConvTile{}},
 			{false, true, shaders.ConvTile{MX: 4, Contig: true}}, {true, true, shaders.ConvTile{MX: 8, Contig: true}},
-			{false, true, shaders.ConvTile{MX: 4, MN: 4, CK: 2, Contig: true, TY: 2, TN: 8}}} {
+			{false, true, shaders.ConvTile{MX: 4, MN: 4, CK: 2, Contig: true, TY: 2, TN: 8}},
+			{true, true, shaders.ConvTile{Prefetch: true}}, {false, true, shaders.ConvTile{MX: 8, Contig: true, Prefetch: true, TY: 3}}} {
 			f16, tiled := variant.f16, variant.tiled
 			if f16 && tc.cin == 1 {
 				continue // a 1-channel input is always f32

@@ -20,6 +20,8 @@ const HY: u32 = {{.TY}}u + 2u; const HX: u32 = {{.HXP}}u; // staged rows (padded
 const HPLANE: u32 = 3u * HY * HX; // one staged input channel
 const CK: u32 = {{.CK}}u;         // input channels per chunk (even)
 const NCHUNK: u32 = {{.NChunk}}u;
+const NIN: u32 = HPLANE * (CK / 2u); // staged input positions (channel pairs) per chunk
+const NWT: u32 = CK * 27u * TNQ;     // staged weight vec4s per chunk
 const TNQ: u32 = {{.TNQ}}u;       // vec4 groups of output channels per workgroup
 const MNQ: u32 = {{.MNQ}}u;       // vec4 groups per invocation
 const MX: u32 = {{.MX}}u;
@@ -48,47 +50,40 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 {{- range $j := seq .MX}}{{range $q := seq $.MNQ}}
 	var a{{$j}}_{{$q}} = vec4<f32>(0.0);
 {{- end}}{{end}}
+{{- if .Prefetch}}
+	// the first chunk's staging values, loaded into registers; each chunk then stores them and
+	// loads the next chunk's before computing, so the loads are in flight during the FMAs
+{{- range $k := seq .NPF}}
+	var p{{$k}} = loadIn(0u, lid + {{$k}}u * THREADS, oz, y0, x0);
+{{- end}}
+{{- range $k := seq .NWF}}
+	var q{{$k}} = loadW(0u, lid + {{$k}}u * THREADS, ob);
+{{- end}}
 	for (var chunk = 0u; chunk < NCHUNK; chunk++) {
-		// stage the input tile: one channel pair per position
-		for (var i = lid; i < HPLANE * (CK / 2u); i += THREADS) {
-			let cp = i / HPLANE;
-			let r = i % HPLANE;
-			let dz = i32(r / (HY * HX));
-			let dy = i32((r / HX) % HY);
-			let dx = i32(r % HX);
-			let z = oz - 1 + dz; let y = y0 - 1 + dy; let x = x0 - 1 + dx;
-			var v = vec2<f32>(0.0);
-			if (z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W) {
-				let icp = chunk * (CK / 2u) + cp;
-				let g = u32((z * H + y) * W + x);
-{{- if .InF16}}
-				v = unpack2x16float(src[icp * PLANE + g]);
-{{- else}}
-				v = vec2<f32>(src[(2u * icp) * PLANE + g], src[(2u * icp + 1u) * PLANE + g]);
+{{- range $k := seq .NPF}}
+		if (lid + {{$k}}u * THREADS < NIN) { storeIn(lid + {{$k}}u * THREADS, p{{$k}}); }
 {{- end}}
-{{- if .NormIn}}
-				let n = nrm[icp];
-				v = max(vec2<f32>(n.x, n.z) * v + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- range $k := seq .NWF}}
+		if (lid + {{$k}}u * THREADS < NWT) { sw[lid + {{$k}}u * THREADS] = q{{$k}}; }
 {{- end}}
-			}
-{{- if .Contig}}
-			let s0 = (2u * cp) * HPLANE + r;
-			let s1 = s0 + HPLANE;
-			sin[s0 / 4u][s0 % 4u] = v.x;
-			sin[s1 / 4u][s1 % 4u] = v.y;
-{{- else}}
-			sin[(2u * cp) * HPLANE + r] = v.x;
-			sin[(2u * cp + 1u) * HPLANE + r] = v.y;
+		if (chunk + 1u < NCHUNK) {
+{{- range $k := seq .NPF}}
+			p{{$k}} = loadIn(chunk + 1u, lid + {{$k}}u * THREADS, oz, y0, x0);
+{{- end}}
+{{- range $k := seq .NWF}}
+			q{{$k}} = loadW(chunk + 1u, lid + {{$k}}u * THREADS, ob);
 {{- end}}
 		}
-		// stage the chunk's weights: global [icp][tap][half][OCQ] -> [ck][tap][TNQ]
-		for (var i = lid; i < CK * 27u * TNQ; i += THREADS) {
-			let q = i % TNQ;
-			let t = (i / TNQ) % 27u;
-			let ck = i / (TNQ * 27u);
-			let ic = chunk * CK + ck;
-			sw[i] = wts[(((ic / 2u) * 27u + t) * 2u + (ic & 1u)) * OCQ + ob * TNQ + q];
+{{- else}}
+	for (var chunk = 0u; chunk < NCHUNK; chunk++) {
+		// stage the input tile (one channel pair per position) and the chunk's weights
+		for (var i = lid; i < NIN; i += THREADS) {
+			storeIn(i, loadIn(chunk, i, oz, y0, x0));
 		}
+		for (var i = lid; i < NWT; i += THREADS) {
+			sw[i] = loadW(chunk, i, ob);
+		}
+{{- end}}
 		workgroupBarrier();
 		if (busy) {
 			for (var ck = 0u; ck < CK; ck++) {
@@ -150,6 +145,55 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 		}
 	}
 {{- end}}
+}
+
+// loadIn is staged position i of a chunk: a channel pair of the input tile with its halo,
+// the fused GroupNorm+ReLU applied, zero in the padding and for i past the tile.
+fn loadIn(chunk: u32, i: u32, oz: i32, y0: i32, x0: i32) -> vec2<f32> {
+	let cp = i / HPLANE;
+	let r = i % HPLANE;
+	let dz = i32(r / (HY * HX));
+	let dy = i32((r / HX) % HY);
+	let dx = i32(r % HX);
+	let z = oz - 1 + dz; let y = y0 - 1 + dy; let x = x0 - 1 + dx;
+	var v = vec2<f32>(0.0);
+	if (i < NIN && z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W) {
+		let icp = chunk * (CK / 2u) + cp;
+		let g = u32((z * H + y) * W + x);
+{{- if .InF16}}
+		v = unpack2x16float(src[icp * PLANE + g]);
+{{- else}}
+		v = vec2<f32>(src[(2u * icp) * PLANE + g], src[(2u * icp + 1u) * PLANE + g]);
+{{- end}}
+{{- if .NormIn}}
+		let n = nrm[icp];
+		v = max(vec2<f32>(n.x, n.z) * v + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- end}}
+	}
+	return v;
+}
+
+// storeIn puts staged position i's channel pair into workgroup memory.
+fn storeIn(i: u32, v: vec2<f32>) {
+	let s0 = (2u * (i / HPLANE)) * HPLANE + i % HPLANE;
+	let s1 = s0 + HPLANE;
+{{- if .Contig}}
+	sin[s0 / 4u][s0 % 4u] = v.x;
+	sin[s1 / 4u][s1 % 4u] = v.y;
+{{- else}}
+	sin[s0] = v.x;
+	sin[s1] = v.y;
+{{- end}}
+}
+
+// loadW is staged weight i of a chunk: global [icp][tap][half][OCQ] -> [ck][tap][TNQ].
+fn loadW(chunk: u32, i: u32, ob: u32) -> vec4<f32> {
+	if (i >= NWT) { return vec4<f32>(0.0); }
+	let q = i % TNQ;
+	let t = (i / TNQ) % 27u;
+	let ck = i / (TNQ * 27u);
+	let ic = chunk * CK + ck;
+	return wts[(((ic / 2u) * 27u + t) * 2u + (ic & 1u)) * OCQ + ob * TNQ + q];
 }
 
 {{template "conv_store" .}}

@@ -7,26 +7,30 @@ import (
 )
 
 // ConvTile is the blocking of the tiled 3x3x3 convolution (conv3d_tiled.wgsl); zero fields take
-// the defaults. Its text form, for `ctseg bench --tiles` and reports, is MXxMN[xCK][c] followed
-// by optional /tyN and /tnN: "2x8x4", "8x8x4c", "4x8x4c/ty4/tn16".
+// the defaults. Its text form, for `ctseg bench --tiles` and reports, is MXxMN[xCK][c][p]
+// followed by optional /tyN and /tnN: "2x8x4", "8x8x4c", "4x8x4cp/ty4/tn16".
 type ConvTile struct {
 	MX     int  // x-voxels per invocation (default 2)
 	MN     int  // output channels per invocation, a multiple of 4 (default 8)
 	CK     int  // cap on input channels staged per chunk, even (default 4)
 	Contig bool // MX consecutive x-voxels read as vec4s (MX a multiple of 4), else interleaved
-	TY     int  // cap on rows per workgroup (default: what the invocation limit allows)
-	TN     int  // output channels per workgroup, a multiple of 4 (default 32)
+	// Prefetch loads the next chunk's inputs and weights into registers before computing the
+	// current one, so global-memory latency overlaps the FMAs (more registers per invocation).
+	Prefetch bool
+	TY       int // cap on rows per workgroup (default: what the invocation limit allows)
+	TN       int // output channels per workgroup, a multiple of 4 (default 32)
 }
 
 // ParseConvTile reads a tile's text form.
 func ParseConvTile(s string) (ConvTile, error) {
 	var t ConvTile
 	bad := func() (ConvTile, error) {
-		return ConvTile{}, fmt.Errorf("tile %q: want MXxMN[xCK][c][/tyN][/tnN], e.g. 2x8x4 or 8x8x4c/tn16", s)
+		return ConvTile{}, fmt.Errorf("tile %q: want MXxMN[xCK][c][p][/tyN][/tnN], e.g. 2x8x4 or 8x8x4cp/tn16", s)
 	}
 	parts := strings.Split(s, "/")
-	head, contig := strings.CutSuffix(parts[0], "c")
-	t.Contig = contig
+	head, prefetch := strings.CutSuffix(parts[0], "p")
+	head, contig := strings.CutSuffix(head, "c")
+	t.Contig, t.Prefetch = contig, prefetch
 	nums := strings.Split(head, "x")
 	if len(nums) < 2 || len(nums) > 3 {
 		return bad()
@@ -88,6 +92,9 @@ func (t ConvTile) String() string {
 	}
 	if t.Contig {
 		s += "c"
+	}
+	if t.Prefetch {
+		s += "p"
 	}
 	if t.TY > 0 {
 		s += fmt.Sprintf("/ty%d", t.TY)
