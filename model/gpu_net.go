@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,7 +64,8 @@ type GPUNet struct {
 	// waits after each window to read the timestamps).
 	Timing *gpu.Timing
 
-	pool       []*gpu.Buffer // activation buffers, reused across layers
+	convWidth  map[string]int // tiled 3x3x3 layers: label -> input width (for tuning per width)
+	pool       []*gpu.Buffer  // activation buffers, reused across layers
 	free       []*gpu.Buffer
 	owned      []*gpu.Buffer // weights, norms, uniforms, scratch
 	partials   *gpu.Buffer
@@ -133,6 +136,19 @@ func ParseConvTiles(s string) (map[int]shaders.ConvTile, error) {
 		out[w] = t
 	}
 	return out, nil
+}
+
+// FormatConvTiles is the text form ParseConvTiles reads.
+func FormatConvTiles(tiles map[int]shaders.ConvTile) string {
+	var parts []string
+	for _, w := range slices.Sorted(maps.Keys(tiles)) {
+		if w == 0 {
+			parts = append(parts, tiles[w].String())
+		} else {
+			parts = append(parts, fmt.Sprintf("%d=%s", w, tiles[w]))
+		}
+	}
+	return strings.Join(parts, "+")
 }
 
 // F16 says whether activations are stored as f16.
@@ -355,6 +371,10 @@ func (g *GPUNet) conv(x *gpuTensor, c *Conv, norm *gpu.Buffer, residual *gpuTens
 		spec.Tiled = true
 		spec.MaxShared = int(g.limits.MaxWorkgroupStorageSize)
 		spec.MaxThreads = int(g.limits.MaxInvocationsPerWorkgroup)
+		if g.convWidth == nil {
+			g.convWidth = map[string]int{}
+		}
+		g.convWidth[c.Name] = x.W
 		spec.Tile = DefaultConvTile(g.limits, x.W)
 		if t, ok := g.opt.ConvTiles[x.W]; ok {
 			spec.Tile = t

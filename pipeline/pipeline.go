@@ -9,6 +9,7 @@ import (
 
 	"ctseg/gpu"
 	"ctseg/model"
+	"ctseg/shaders"
 )
 
 // Options of a run.
@@ -27,6 +28,9 @@ type Options struct {
 	// Cancelled, when set, is polled between windows; a true result stops the run with
 	// ErrCancelled.
 	Cancelled func() bool
+	// ConvTiles are the convolution tiles tuned for this GPU (`ctseg tune`); nil: defaults.
+	// They change speed only, never results.
+	ConvTiles map[int]shaders.ConvTile
 	// Net, when set, is the GPU network already built on GPU for Window's ROI and F16 (see
 	// NewGPUNet): a caller builds it (pipelines compiled, weights uploaded) while it reads the
 	// CT, instead of after. Segment uses it and leaves releasing it to the caller.
@@ -37,7 +41,11 @@ type Options struct {
 // Options.Net.
 func NewGPUNet(net *model.Net, opt Options) (*model.GPUNet, error) {
 	r := opt.window().ROI
-	return model.NewGPUNet(opt.GPU, net, r[0], r[1], r[2], model.GPUOptions{F16: opt.F16})
+	return model.NewGPUNet(opt.GPU, net, r[0], r[1], r[2], opt.gpuOptions())
+}
+
+func (o Options) gpuOptions() model.GPUOptions {
+	return model.GPUOptions{F16: o.F16, ConvTiles: o.ConvTiles}
 }
 
 // Stage is the wall time of one step of a run, for --verbose reports and benchmarks.

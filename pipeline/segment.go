@@ -88,7 +88,7 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 
 func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress, st *stages) ([]uint8, error) {
 	ctx := opt.GPU
-	gopt := model.GPUOptions{F16: opt.F16}
+	gopt := opt.gpuOptions()
 	p, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, true)
 	if err != nil {
 		return nil, err

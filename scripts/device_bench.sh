@@ -14,6 +14,7 @@ OUT=${2:-${OUT:-bench-out}}
 DIR=$(dirname "$CTSEG")
 mkdir -p "$OUT"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+export CTSEG_TUNING="$OUT/tuning.json" # starts absent: the first runs measure the defaults
 step() { echo "== $1"; shift; timeout "$@" 2>&1 | tee -a "$OUT/log.txt"; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 
@@ -21,6 +22,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L
 # the tile sweep compares the default with the contiguous-x variants
 step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 \
 	--tiles 2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp,8x8x4cp/ty8 --json "$OUT/bench15_f16.json" --force
+# the per-width choice for this GPU, recorded in $OUT/tuning.json, then the window with it
+step "tune f16" 240 "$CTSEG" tune --precision f16 --repeat 5
+step "bench 1.5 mm f16, tuned" 60 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 --json "$OUT/bench15_f16_tuned.json" --force
 step "bench 1.5 mm f32" 60 "$CTSEG" bench --spacing 1.5 --precision f32 --repeat 5 --json "$OUT/bench15_f32.json" --force
 step "bench 3 mm f16" 40 "$CTSEG" bench --spacing 3 --precision f16 --repeat 5 --json "$OUT/bench3_f16.json" --force
 

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"sort"
 	"strings"
 	"time"
 
 	"ctseg/gpu"
-
 	"ctseg/internal/atomicfile"
 	"ctseg/model"
 	"ctseg/weights"
@@ -28,6 +26,7 @@ type BenchReport struct {
 	Limits         map[string]uint64  `json:"limits"`
 	Config         string             `json:"config"`
 	Precision      string             `json:"precision"`
+	ConvTiles      string             `json:"conv_tiles"` // "defaults" or "tuned ..." (ctseg tune)
 	ROI            [3]int             `json:"roi"`
 	WindowGFLOP    float64            `json:"window_gflop"`
 	WindowSeconds  []float64          `json:"window_seconds"`
@@ -114,7 +113,14 @@ func runBench(env *Env, args []string) error {
 		}}
 	fmt.Fprintf(env.Stdout, "adapter: %s\nmodel: %s, %s storage, window %v\n", ctx.Adapter, rep.Config, *precision, r)
 
-	g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16})
+	// the tiles a segment on this adapter would use: tuned (`ctseg tune`) or the defaults
+	tuned := tunedTiles(env, ctx, f16, r, false)
+	rep.ConvTiles = "defaults"
+	if tuned != nil {
+		rep.ConvTiles = "tuned " + model.FormatConvTiles(tuned)
+	}
+	fmt.Fprintf(env.Stdout, "convolution tiles: %s\n", rep.ConvTiles)
+	g, err := model.NewGPUNet(ctx, net, r[0], r[1], r[2], model.GPUOptions{F16: f16, ConvTiles: tuned})
 	if err != nil {
 		return err
 	}
@@ -139,7 +145,7 @@ func runBench(env *Env, args []string) error {
 		}
 		rep.WindowSeconds = append(rep.WindowSeconds, time.Since(start).Seconds())
 	}
-	rep.WindowMedian = median(rep.WindowSeconds)
+	rep.WindowMedian = model.Median(rep.WindowSeconds)
 	if *tiles != "" {
 		if ctx.Timestamps {
 			if err := addTileLayers(rep, "default", g); err != nil {
@@ -252,7 +258,7 @@ func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, 
 		if err != nil {
 			return err
 		}
-		m := median(secs)
+		m := model.Median(secs)
 		if rep.Tiles == nil {
 			rep.Tiles = map[string]float64{}
 		}
@@ -288,7 +294,7 @@ func printTileLayers(w io.Writer, rep *BenchReport) {
 		return
 	}
 	layers := rep.TileLayerOrder
-	fmt.Fprintf(w, "per 3x3x3 layer (GPU timestamps): fastest tile vs this adapter's default tile\n")
+	fmt.Fprintf(w, "per 3x3x3 layer (GPU timestamps): fastest tile vs this run's tiles (\"default\")\n")
 	fmt.Fprintf(w, "  %-28s %-8s %9s %9s\n", "layer", "best", "seconds", "default")
 	sumBest, sumDefault := 0.0, 0.0
 	for _, l := range layers {
@@ -304,13 +310,4 @@ func printTileLayers(w io.Writer, rep *BenchReport) {
 		fmt.Fprintf(w, "  %-28s %-8s %9.5f %9.5f\n", l, best, bestS, def)
 	}
 	fmt.Fprintf(w, "  3x3x3 layers of a window: %.4f s with the best tile per layer, %.4f s with the default\n", sumBest, sumDefault)
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -88,7 +88,7 @@ func runForward(env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		g, err := model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], model.GPUOptions{F16: f16})
+		g, err := model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], model.GPUOptions{F16: f16, ConvTiles: tunedTiles(env, ctx, f16, plan.ROI, *verbose)})
 		if err != nil {
 			return err
 		}

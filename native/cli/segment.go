@@ -117,6 +117,7 @@ func runSegment(env *Env, args []string) error {
 			t := time.Now()
 			var err error
 			if opt.GPU, err = openGPU(env, *verbose); err == nil {
+				opt.ConvTiles = tunedTiles(env, opt.GPU, f16, wopt.ROI, *verbose)
 				opt.Net, err = pipeline.NewGPUNet(net, opt)
 			}
 			setupSecs = time.Since(t).Seconds()
