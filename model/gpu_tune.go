@@ -41,7 +41,8 @@ type TuneResult struct {
 // Tune measures the tiled 3x3x3 convolutions of a window with each candidate tile and picks
 // the fastest tile for each layer width (with timestamps; without them, the fastest tile for
 // the whole window). The choice is kept only if a whole window with it beats the defaults.
-// Tiles only change speed: every tile sums in the same order, so results are bit-identical.
+// Tiles only change speed: every tile sums in the same order (TestTilesAgree: bit-identical on
+// lavapipe; a driver may at most contract a multiply-add differently per shader).
 func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders.ConvTile, repeat int, log io.Writer) (*TuneResult, error) {
 	if repeat < 1 {
 		return nil, fmt.Errorf("tune: repeat must be at least 1")

@@ -1,11 +1,13 @@
 package model_test
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"ctseg/internal/gputest"
+	"ctseg/internal/shared"
 	"ctseg/model"
 	"ctseg/shaders"
 	"ctseg/weights"
@@ -53,4 +55,29 @@ func TestTune(t *testing.T) {
 	require.Len(t, res.Widths, 1)
 	require.Equal(t, 0, res.Widths[0].Width)
 	check(res)
+}
+
+// TestTilesAgree: the tiles a tuning may choose give the same logits as the defaults up to
+// float rounding (they sum in the same order; a driver may still contract multiply-adds
+// differently per shader), so `ctseg tune` changes speed, not results.
+func TestTilesAgree(t *testing.T) {
+	n := loadNet(t, "segresnet_full")
+	in := readF32(t, shared.Path(t, "golden", "segresnet_full/input.f32"))
+	vol := &model.Tensor{C: 1, D: 32, H: 32, W: 32, Data: in}
+	opt := model.WindowOptions{ROI: [3]int{32, 32, 32}, Overlap: 0, Mode: model.Constant}
+	want := gpuLogitsWith(t, n, vol, opt, model.GPUOptions{})
+	for _, tile := range []string{"2x8x4", "8x8x4c", "4x8x4cp/tn16", "32=8x8x2c+8=2x8x4/ty2"} {
+		tiles, err := model.ParseConvTiles(tile)
+		require.NoError(t, err)
+		got := gpuLogitsWith(t, n, vol, opt, model.GPUOptions{ConvTiles: tiles})
+		same, maxDiff := 0, 0.0
+		for i := range want {
+			if got[i] == want[i] {
+				same++
+			}
+			maxDiff = max(maxDiff, math.Abs(float64(got[i]-want[i])))
+		}
+		t.Logf("%s: %d of %d logits bit-identical to the defaults, max difference %.3g", tile, same, len(want), maxDiff)
+		require.LessOrEqual(t, maxDiff, 1e-5)
+	}
 }
