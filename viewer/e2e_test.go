@@ -84,7 +84,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		}
 	}()
 
-	page := srv.url + fmt.Sprintf("?roi=%d&fault=small-adapter,lose-device", e2eROI)
+	page := srv.url + fmt.Sprintf("?roi=%d&fault=small-adapter,lose-device&tunetiles=2x8x4,8x8x4c", e2eROI)
 	// Every step that waits for a page state first clears it, so a wait cannot be satisfied
 	// by the state of the step before.
 	clear := chromedp.Evaluate[chromedp.Void](`document.body.dataset.state = 'test-step'`)
@@ -197,6 +197,21 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#cancelBtn")))
 	waitState("cancelling", 10*time.Minute, "cancelled")
 
+	// Tuning the kernels for this adapter (two candidate tiles, test window): the worker keeps
+	// the choice and the next run uses it; its labels must still equal `ctseg segment`'s.
+	do("tuning", time.Minute, chromedp.Click(chromedp.CSS("#tuneBtn")))
+	waitState("tuning", 10*time.Minute, "tuned", "error")
+	if state, msg := pageState(ctx); state != "tuned" {
+		t.Fatalf("tuning: page state %q, message %q", state, msg)
+	}
+	tuneInfo := textOf("#tuneInfo")
+	t.Logf("tuning: %s", tuneInfo)
+	require.Regexp(t, `^(Tuned for .* \(tiles [0-9x=+c/a-z]+\)\.|The default kernels are the fastest on .*)$`, tuneInfo)
+	tunedTiles := ""
+	if m := regexp.MustCompile(`\(tiles ([^)]+)\)`).FindStringSubmatch(tuneInfo); m != nil {
+		tunedTiles = m[1]
+	}
+
 	// Fourth run, to the end.
 	runStart = time.Now()
 	do("segmenting", time.Minute, chromedp.Click(chromedp.CSS("#runBtn")))
@@ -207,6 +222,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 	runTime := time.Since(runStart)
 	t.Logf("segmentation in the browser: %s (%s)", runTime.Round(time.Second), textOf("#progressText"))
 	require.Regexp(t, `Done: 20 windows`, textOf("#progressText"))
+	if tunedTiles != "" {
+		require.Contains(t, textOf("#progressText"), "tuned tiles "+tunedTiles, "the run uses the tuned tiles")
+	}
 
 	// Downloads.
 	do("downloading the labels", time.Minute, chromedp.Click(chromedp.CSS("#dlLabels")))

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path"
 	"strconv"
@@ -15,9 +16,11 @@ import (
 	"syscall/js"
 	"time"
 
+	"ctseg/gpu"
 	"ctseg/labels"
 	"ctseg/model"
 	"ctseg/pipeline"
+	"ctseg/shaders"
 	"ctseg/volume"
 	"ctseg/weights"
 )
@@ -41,7 +44,7 @@ var state struct {
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).
 type userError struct {
-	Kind string // NotNIfTI, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy
+	Kind string // NotNIfTI, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy, SoftwareGPU
 	Msg  string
 }
 
@@ -236,6 +239,13 @@ func segment(args []js.Value) (any, error) {
 	}
 	ctx, takeErr := newContext(jsDev, o)
 	opt.GPU = ctx
+	// tiles tuned on this adapter earlier (worker.js keeps them); they change speed only
+	tiles := ""
+	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
+		if tt, err := model.ParseConvTiles(t.String()); err == nil {
+			opt.ConvTiles, tiles = tt, t.String()
+		}
+	}
 	phase := o.Get("phase")
 	progress := o.Get("progress")
 	opt.Progress = func(done, total int) {
@@ -272,7 +282,98 @@ func segment(args []js.Value) (any, error) {
 		"seconds": time.Since(start).Seconds(),
 		"adapter": ctx.Adapter,
 		"peakMB":  float64(res.PeakGPU) / (1 << 20),
+		"tiles":   tiles,
 	}, nil
+}
+
+// tune(device, {limits, adapter, software, takeError, precision, roi, tiles, repeat, phase})
+// times the convolution tiles on this GPU with the loaded weights (whole windows: browsers
+// have no timestamps between dispatches) and returns {tiles, defaultSeconds, tunedSeconds,
+// method}; tiles is "" when the defaults were the fastest. worker.js keeps the result.
+func tune(args []js.Value) (any, error) {
+	jsDev, o := args[0], args[1]
+	state.mu.Lock()
+	if state.running {
+		state.mu.Unlock()
+		return nil, busy()
+	}
+	net := state.net
+	if net == nil {
+		state.mu.Unlock()
+		return nil, errors.New("choose the weights first")
+	}
+	state.running = true
+	state.mu.Unlock()
+	defer func() {
+		state.mu.Lock()
+		state.running = false
+		state.mu.Unlock()
+	}()
+	roi := model.DefaultWindowOptions().ROI
+	if r := o.Get("roi"); r.Truthy() && r.Int() > 0 {
+		if r.Int()%8 != 0 {
+			return nil, fmt.Errorf("window %d: must be a multiple of 8", r.Int())
+		}
+		roi = [3]int{r.Int(), r.Int(), r.Int()} // test-only, as for segment
+	} else if o.Get("software").Truthy() {
+		return nil, &userError{"SoftwareGPU", "This is a software adapter (no GPU): tuning would take hours and gain little here."}
+	}
+	list := model.TuneCandidates
+	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
+		list = t.String() // test-only: fewer candidates
+	}
+	var cands []shaders.ConvTile
+	for _, s := range strings.Split(list, ",") {
+		c, err := shaders.ParseConvTile(s)
+		if err != nil {
+			return nil, err
+		}
+		cands = append(cands, c)
+	}
+	repeat := 2
+	if r := o.Get("repeat"); r.Type() == js.TypeNumber && r.Int() > 0 {
+		repeat = r.Int()
+	}
+	ctx, takeErr := newContext(jsDev, o)
+	phase := o.Get("phase")
+	log := lineWriter(func(line string) {
+		if phase.Type() == js.TypeFunction {
+			phase.Invoke("Tuning: " + strings.Join(strings.Fields(line), " "))
+		}
+	})
+	res, err := runTune(ctx, net, roi, o.Get("precision").String() != "f32", cands, repeat, log)
+	if err != nil {
+		return nil, gpuError(err, takeErr(), 0)
+	}
+	return map[string]any{
+		"tiles":          res.Tiles,
+		"defaultSeconds": res.DefaultSeconds,
+		"tunedSeconds":   res.TunedSeconds,
+		"method":         res.Method,
+		"adapter":        ctx.Adapter,
+	}, nil
+}
+
+// runTune is model.Tune with panics (a JS exception from a lost device) as errors.
+func runTune(ctx *gpu.Context, net *model.Net, roi [3]int, f16 bool, cands []shaders.ConvTile, repeat int, log io.Writer) (res *model.TuneResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the GPU stopped responding (%v)", r)
+		}
+	}()
+	return model.Tune(ctx, net, roi, f16, cands, repeat, log)
+}
+
+// lineWriter calls f with every complete line written to it.
+type lineWriter func(string)
+
+func (f lineWriter) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if l != "" {
+			f(l)
+		}
+	}
+	return len(p), nil
 }
 
 // runSegment is pipeline.Segment with panics (a JS exception from a lost device) as errors.

@@ -8,6 +8,7 @@
 //	loadWeights(bytes, name)   -> Promise<{config, filters, classes, params, spacing}>
 //	segment(device, options)   -> Promise<{labels: Uint8Array, stats, windows, seconds}>
 //	                              (options.cancelled() is polled between windows)
+//	tune(device, options)      -> Promise<{tiles, defaultSeconds, tunedSeconds, method}>
 //	labelsNifti()              -> Promise<Uint8Array> (.nii.gz on the input's grid)
 //	statsCSV()                 -> Promise<string>
 //	labelTable()               -> {names, colors} of the 105 classes
@@ -27,6 +28,7 @@ func main() {
 		"loadCT":      asyncFunc(loadCT),
 		"loadWeights": asyncFunc(loadWeights),
 		"segment":     asyncFunc(segment),
+		"tune":        asyncFunc(tune),
 		"labelsNifti": asyncFunc(labelsNifti),
 		"statsCSV":    asyncFunc(statsCSV),
 		"labelTable":  js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),

@@ -11,6 +11,8 @@ const testROI = Math.max(0, parseInt(params.get('roi') || '0', 10) || 0);
 // Test-only: ?fault=F1,F2 gives the first runs a fault each, to test the ways back:
 // small-adapter (the device's limits look tiny) and lose-device (the GPU is lost mid-run).
 const testFaults = (params.get('fault') || '').split(',').filter(Boolean);
+// Test-only: ?tunetiles=2x8x4,8x8x4c tunes among fewer tiles, to keep the test short.
+const testTuneTiles = params.get('tunetiles') || '';
 
 const WEBGPU_BROWSERS = 'WebGPU works in Chrome and Edge 113 or later on Windows, macOS and ChromeOS (on Linux, turn on chrome://flags/#enable-unsafe-webgpu), Chrome 121+ on Android, Safari 26+ on macOS and iOS, and Firefox 141+ on Windows.';
 
@@ -301,6 +303,7 @@ async function serverWeights() {
 function updateRun() {
   const ok = app.ct && app.weights && !app.running && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
   $('runBtn').disabled = !ok;
+  $('tuneBtn').disabled = !(app.weights && !app.running && app.webgpu === '');
   $('runBtn').title = app.webgpu ? app.webgpu : !app.ct ? 'Load a CT first' : !app.weights ? 'Choose the weights first' : '';
 }
 
@@ -345,7 +348,7 @@ async function run() {
     app.index = indexLabels(r.labels, app.ct.info.dims);
     renderLegend();
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${testROI ? ` (test window ${testROI})` : ''}.`;
+    $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
     $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
     $('dlLabels').disabled = $('dlStats').disabled = false;
     setState('done');
@@ -354,6 +357,36 @@ async function run() {
   } finally {
     app.running = false;
     $('cancelBtn').hidden = true;
+    updateRun();
+  }
+}
+
+// tune times the convolution kernels on this GPU; the worker keeps the fastest for later runs.
+async function tune() {
+  if ($('tuneBtn').disabled) return;
+  const before = document.body.dataset.state;
+  app.running = true;
+  updateRun();
+  setState('tuning');
+  message('');
+  $('tuneInfo').textContent = 'Tuning…';
+  try {
+    const r = await call('tune', { precision: $('precision').value, roi: testROI, tiles: testTuneTiles });
+    $('tuneInfo').textContent = r.tiles
+      ? `Tuned for ${r.adapter}: a window takes ${r.tunedSeconds.toFixed(2)} s instead of ${r.defaultSeconds.toFixed(2)} s (tiles ${r.tiles}).`
+      : `The default kernels are the fastest on ${r.adapter} (a window takes ${r.defaultSeconds.toFixed(2)} s).`;
+    $('progressText').textContent = '';
+    setState('tuned');
+  } catch (e) {
+    $('tuneInfo').textContent = '';
+    if (e.name === 'SoftwareGPU') {
+      message(e.message, 'warn');
+      setState(before);
+    } else {
+      runFailed(e);
+    }
+  } finally {
+    app.running = false;
     updateRun();
   }
 }
@@ -379,6 +412,7 @@ function runFailed(e) {
 }
 
 $('runBtn').addEventListener('click', run);
+$('tuneBtn').addEventListener('click', tune);
 $('retryBtn').addEventListener('click', () => { message(''); run(); });
 $('lowresBtn').addEventListener('click', () => {
   const s = [...$('serverWeights').querySelectorAll('button')].find((b) => /lowres/i.test(b.dataset.name));

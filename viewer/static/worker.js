@@ -71,6 +71,45 @@ async function openDevice() {
   };
 }
 
+// Tiles tuned on an adapter (ctsegGo.tune) are kept in IndexedDB, which workers have (they
+// have no localStorage), keyed by adapter, storage precision and window.
+function tuningKey(adapter, precision, roi) {
+  return `${adapter}|${precision === 'f32' ? 'f32' : 'f16'}|${roi || 96}`;
+}
+
+function tuningDB() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open('ctseg-tuning', 1);
+    r.onupgradeneeded = () => r.result.createObjectStore('tiles');
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+async function tuningOp(mode, key, value) {
+  const db = await tuningDB();
+  try {
+    return await new Promise((resolve, reject) => {
+      const store = db.transaction('tiles', mode).objectStore('tiles');
+      const q = mode === 'readonly' ? store.get(key) : store.put(value, key);
+      q.onsuccess = () => resolve(q.result);
+      q.onerror = () => reject(q.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+// tunedTiles never fails a run: tiles change speed, not results.
+async function tunedTiles(key) {
+  try {
+    const v = await tuningOp('readonly', key);
+    return (v && typeof v.tiles === 'string') ? v.tiles : '';
+  } catch (e) {
+    return '';
+  }
+}
+
 // cancelRequested is set by a cancel message and read by Go between windows. It is reset when
 // a segment message arrives, so a cancel can never be lost to a run that has not started yet.
 let cancelRequested = false;
@@ -95,8 +134,10 @@ const ops = {
     post({ type: 'phase', text: `GPU: ${gpu.adapter}` });
     // Test-only (?fault=small-adapter): an adapter far too small for the model.
     if (m.fault === 'small-adapter') gpu.limits.maxStorageBufferBindingSize = gpu.limits.maxBufferSize = 64 << 10;
+    const tiles = await tunedTiles(tuningKey(gpu.adapter, m.precision, m.roi));
     try {
       const v = await ctsegGo.segment(gpu.device, {
+        tiles,
         limits: gpu.limits,
         adapter: gpu.adapter,
         software: gpu.software,
@@ -112,6 +153,26 @@ const ops = {
         cancelled: () => cancelRequested,
       });
       return [v, [v.labels.buffer]];
+    } finally {
+      gpu.device.destroy();
+    }
+  },
+  async tune(m) {
+    const gpu = await openDevice();
+    post({ type: 'phase', text: `Tuning on ${gpu.adapter}` });
+    try {
+      const v = await ctsegGo.tune(gpu.device, {
+        limits: gpu.limits,
+        adapter: gpu.adapter,
+        software: gpu.software,
+        takeError: gpu.takeError,
+        precision: m.precision,
+        roi: m.roi || 0,
+        tiles: m.tiles || '', // test-only: fewer candidates
+        phase: (text) => post({ type: 'phase', text }),
+      });
+      await tuningOp('readwrite', tuningKey(gpu.adapter, m.precision, m.roi), { ...v, date: Date.now() });
+      return v;
     } finally {
       gpu.device.destroy();
     }
