@@ -20,6 +20,9 @@ func TestTune(t *testing.T) {
 	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 5, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
 	net, err := model.NewNet(weights.Random(cfg, 2))
 	require.NoError(t, err)
+	all, err := shaders.ParseConvTileList(model.TuneCandidates)
+	require.NoError(t, err, "the default candidates parse")
+	require.Greater(t, len(all), 10)
 	cands := []shaders.ConvTile{{MX: 2, MN: 8, CK: 4}, {MX: 8, MN: 8, CK: 4, Contig: true}, {MX: 4, MN: 4, CK: 2, Contig: true, TN: 4}}
 	check := func(res *model.TuneResult) {
 		require.Greater(t, res.DefaultSeconds, 0.0)

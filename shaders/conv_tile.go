@@ -65,6 +65,19 @@ func ParseConvTile(s string) (ConvTile, error) {
 	return t, nil
 }
 
+// ParseConvTileList reads comma-separated tiles.
+func ParseConvTileList(s string) ([]ConvTile, error) {
+	var out []ConvTile
+	for _, part := range strings.Split(s, ",") {
+		t, err := ParseConvTile(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 // check refuses tiles no layer can use.
 func (t ConvTile) check() error {
 	switch {

@@ -31,6 +31,16 @@ func TestParseConvTile(t *testing.T) {
 	}
 }
 
+func TestParseConvTileList(t *testing.T) {
+	got, err := shaders.ParseConvTileList("2x8x4,8x8x4c")
+	require.NoError(t, err)
+	require.Equal(t, []shaders.ConvTile{{MX: 2, MN: 8, CK: 4}, {MX: 8, MN: 8, CK: 4, Contig: true}}, got)
+	for _, s := range []string{"", "2x8,", "2x8,,4x8c", "2x8;4x8"} {
+		_, err := shaders.ParseConvTileList(s)
+		require.Error(t, err, "%q must be refused", s)
+	}
+}
+
 // Every field of a tile reaches the shader (a silently ignored field would make a tuning
 // sweep compare the same kernel with itself).
 func TestConvTileReachesShader(t *testing.T) {

@@ -54,6 +54,21 @@ func busy() error {
 	return &userError{"Busy", "a segmentation is running: wait for it or cancel it first"}
 }
 
+// claim marks the worker busy with one GPU run (segment or tune); done frees it.
+func claim() (done func(), err error) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.running {
+		return nil, busy()
+	}
+	state.running = true
+	return func() {
+		state.mu.Lock()
+		state.running = false
+		state.mu.Unlock()
+	}, nil
+}
+
 // loadCT(bytes: Uint8Array, name: string)
 func loadCT(args []js.Value) (any, error) {
 	data, err := bytesArg(args[0], "CT")
@@ -203,23 +218,17 @@ func guessSpacing(name string, meta map[string]string) float64 {
 // progress(done, total), phase(text), cancelled() bool})
 func segment(args []js.Value) (any, error) {
 	jsDev, o := args[0], args[1]
-	state.mu.Lock()
-	if state.running {
-		state.mu.Unlock()
-		return nil, busy()
+	done, err := claim()
+	if err != nil {
+		return nil, err
 	}
+	defer done()
+	state.mu.Lock()
 	ct, net := state.ct, state.net
+	state.mu.Unlock()
 	if ct == nil || net == nil {
-		state.mu.Unlock()
 		return nil, errors.New("load a CT and the weights first")
 	}
-	state.running = true
-	state.mu.Unlock()
-	defer func() {
-		state.mu.Lock()
-		state.running = false
-		state.mu.Unlock()
-	}()
 	spacing := o.Get("spacing").Float()
 	if spacing != 1.5 && spacing != 3 {
 		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
@@ -292,23 +301,17 @@ func segment(args []js.Value) (any, error) {
 // method}; tiles is "" when the defaults were the fastest. worker.js keeps the result.
 func tune(args []js.Value) (any, error) {
 	jsDev, o := args[0], args[1]
-	state.mu.Lock()
-	if state.running {
-		state.mu.Unlock()
-		return nil, busy()
+	done, err := claim()
+	if err != nil {
+		return nil, err
 	}
+	defer done()
+	state.mu.Lock()
 	net := state.net
+	state.mu.Unlock()
 	if net == nil {
-		state.mu.Unlock()
 		return nil, errors.New("choose the weights first")
 	}
-	state.running = true
-	state.mu.Unlock()
-	defer func() {
-		state.mu.Lock()
-		state.running = false
-		state.mu.Unlock()
-	}()
 	roi := model.DefaultWindowOptions().ROI
 	if r := o.Get("roi"); r.Truthy() && r.Int() > 0 {
 		if r.Int()%8 != 0 {
@@ -322,13 +325,9 @@ func tune(args []js.Value) (any, error) {
 	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
 		list = t.String() // test-only: fewer candidates
 	}
-	var cands []shaders.ConvTile
-	for _, s := range strings.Split(list, ",") {
-		c, err := shaders.ParseConvTile(s)
-		if err != nil {
-			return nil, err
-		}
-		cands = append(cands, c)
+	cands, err := shaders.ParseConvTileList(list)
+	if err != nil {
+		return nil, err
 	}
 	repeat := 2
 	if r := o.Get("repeat"); r.Type() == js.TypeNumber && r.Int() > 0 {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"ctseg/gpu"
@@ -149,13 +148,9 @@ func runTune(env *Env, args []string) error {
 	if *repeat < 1 {
 		return fmt.Errorf("--repeat must be at least 1")
 	}
-	var cands []shaders.ConvTile
-	for _, s := range strings.Split(*tiles, ",") {
-		t, err := shaders.ParseConvTile(s)
-		if err != nil {
-			return fmt.Errorf("--tiles: %w", err)
-		}
-		cands = append(cands, t)
+	cands, err := shaders.ParseConvTileList(*tiles)
+	if err != nil {
+		return fmt.Errorf("--tiles: %w", err)
 	}
 	path, err := tuningFile()
 	if err != nil {
