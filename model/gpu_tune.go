@@ -53,7 +53,8 @@ func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders
 		in[i] = float32(rng.NormFloat64())
 	}
 	res := &TuneResult{Method: "whole window"}
-	if ctx.Timestamps {
+	useTS := ctx.Timestamps
+	if useTS {
 		res.Method = "gpu timestamps per layer"
 	}
 	build := func(tiles map[int]shaders.ConvTile) (*GPUNet, error) {
@@ -81,7 +82,7 @@ func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders
 	}
 	// perWidth is a tiling's time per layer width (timestamps) or its window time under 0.
 	perWidth := func(g *GPUNet) (map[int]float64, error) {
-		if !ctx.Timestamps {
+		if !useTS {
 			s, err := window(g)
 			return map[int]float64{0: s}, err
 		}
@@ -109,6 +110,11 @@ func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders
 		return nil, err
 	}
 	defWidths, err := perWidth(def)
+	if err != nil && useTS {
+		// a driver whose timestamps misbehave is tuned by whole windows
+		useTS, res.Method = false, fmt.Sprintf("whole window (timestamps failed: %v)", err)
+		defWidths, err = perWidth(def)
+	}
 	if err != nil {
 		def.Release()
 		return nil, err
