@@ -18,6 +18,10 @@ import (
 // rows, smaller workgroups for the small deep layers, and register prefetching.
 const TuneCandidates = "2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp"
 
+// TuneCandidatesQuick is a shorter list for the browser, where every candidate is timed by
+// whole windows and compiling its pipelines takes longer.
+const TuneCandidatesQuick = "2x8x4,4x8x4c,8x8x4c,8x8x2c,4x8x4c/tn16,2x8x4p"
+
 // WidthChoice is the tile Tune chose for the layers of one width.
 type WidthChoice struct {
 	Width          int

@@ -23,6 +23,9 @@ func TestTune(t *testing.T) {
 	all, err := shaders.ParseConvTileList(model.TuneCandidates)
 	require.NoError(t, err, "the default candidates parse")
 	require.Greater(t, len(all), 10)
+	quick, err := shaders.ParseConvTileList(model.TuneCandidatesQuick)
+	require.NoError(t, err, "the browser's candidates parse")
+	require.Less(t, len(quick), len(all))
 	cands := []shaders.ConvTile{{MX: 2, MN: 8, CK: 4}, {MX: 8, MN: 8, CK: 4, Contig: true}, {MX: 4, MN: 4, CK: 2, Contig: true, TN: 4}}
 	check := func(res *model.TuneResult) {
 		require.Greater(t, res.DefaultSeconds, 0.0)

@@ -321,7 +321,7 @@ func tune(args []js.Value) (any, error) {
 	} else if o.Get("software").Truthy() {
 		return nil, &userError{"SoftwareGPU", "This is a software adapter (no GPU): tuning would take hours and gain little here."}
 	}
-	list := model.TuneCandidates
+	list := model.TuneCandidatesQuick
 	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
 		list = t.String() // test-only: fewer candidates
 	}
