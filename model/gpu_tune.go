@@ -22,6 +22,10 @@ const TuneCandidates = "2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/t
 // whole windows and compiling its pipelines takes longer.
 const TuneCandidatesQuick = "2x8x4,4x8x4c,8x8x4c,8x8x2c,4x8x4c/tn16,2x8x4p"
 
+// TuneMargin: a tuned choice is kept only when a whole window with it takes less than this
+// fraction of the defaults' time; smaller gains are within a shared machine's noise.
+const TuneMargin = 0.97
+
 // WidthChoice is the tile Tune chose for the layers of one width.
 type WidthChoice struct {
 	Width          int
@@ -44,7 +48,8 @@ type TuneResult struct {
 
 // Tune measures the tiled 3x3x3 convolutions of a window with each candidate tile and picks
 // the fastest tile for each layer width (with timestamps; without them, the fastest tile for
-// the whole window). The choice is kept only if a whole window with it beats the defaults.
+// the whole window). The choice is kept only if a whole window with it beats the defaults by
+// more than the noise (TuneMargin).
 // Tiles only change speed: every tile sums in the same order (TestTilesAgree: bit-identical on
 // lavapipe; a driver may at most contract a multiply-add differently per shader).
 func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders.ConvTile, repeat int, log io.Writer) (*TuneResult, error) {
@@ -196,7 +201,7 @@ func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders
 		ds, ts = append(ds, d), append(ts, t)
 	}
 	res.DefaultSeconds, res.TunedSeconds = Median(ds), Median(ts)
-	if res.TunedSeconds < res.DefaultSeconds {
+	if res.TunedSeconds < TuneMargin*res.DefaultSeconds {
 		res.Tiles = plan
 	} else {
 		res.TunedSeconds = res.DefaultSeconds

@@ -32,7 +32,7 @@ func TestTune(t *testing.T) {
 		if res.Tiles == "" {
 			require.Equal(t, res.DefaultSeconds, res.TunedSeconds)
 		} else {
-			require.Less(t, res.TunedSeconds, res.DefaultSeconds)
+			require.Less(t, res.TunedSeconds, model.TuneMargin*res.DefaultSeconds)
 			_, err := model.ParseConvTiles(res.Tiles)
 			require.NoError(t, err)
 		}

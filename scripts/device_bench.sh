@@ -18,15 +18,21 @@ export CTSEG_TUNING="$OUT/tuning.json" # starts absent: the first runs measure t
 step() { echo "== $1"; shift; timeout "$@" 2>&1 | tee -a "$OUT/log.txt"; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 
+TILES=2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp,8x8x4cp/ty8
+B15=(--spacing 1.5) B3=(--spacing 3) TUNE=() R=5
+if [ -n "${SMOKE:-}" ]; then # SMOKE=1: tiny sizes, to check the script itself on lavapipe
+	B15=(--shape 24,24,24 --roi 16) B3=(--shape 20,20,20 --roi 16) TUNE=(--roi 16 --tiles 2x8x4,8x8x4c) R=1 TILES=2x8x4,8x8x4c
+fi
+
 # the window, per layer kind (GPU timestamps), end to end, and the timed end-to-end breakdown;
-# the tile sweep compares the default with the contiguous-x variants
-step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 \
-	--tiles 2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp,8x8x4cp/ty8 --json "$OUT/bench15_f16.json" --force
+# the tile sweep compares the default with the contiguous-x variants, per window and per layer
+step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench "${B15[@]}" --precision f16 --repeat $R \
+	--tiles "$TILES" --json "$OUT/bench15_f16.json" --force
 # the per-width choice for this GPU, recorded in $OUT/tuning.json, then the window with it
-step "tune f16" 240 "$CTSEG" tune --precision f16 --repeat 5
-step "bench 1.5 mm f16, tuned" 60 "$CTSEG" bench --spacing 1.5 --precision f16 --repeat 5 --json "$OUT/bench15_f16_tuned.json" --force
-step "bench 1.5 mm f32" 60 "$CTSEG" bench --spacing 1.5 --precision f32 --repeat 5 --json "$OUT/bench15_f32.json" --force
-step "bench 3 mm f16" 40 "$CTSEG" bench --spacing 3 --precision f16 --repeat 5 --json "$OUT/bench3_f16.json" --force
+step "tune f16" 150 "$CTSEG" tune "${TUNE[@]}" --precision f16 --repeat $R
+step "bench 1.5 mm f16, tuned" 45 "$CTSEG" bench "${B15[@]}" --precision f16 --repeat $R --json "$OUT/bench15_f16_tuned.json" --force
+step "bench 1.5 mm f32" 45 "$CTSEG" bench "${B15[@]}" --precision f32 --repeat $R --json "$OUT/bench15_f32.json" --force
+step "bench 3 mm f16" 30 "$CTSEG" bench "${B3[@]}" --precision f16 --repeat $R --json "$OUT/bench3_f16.json" --force
 
 if [ -x "$DIR/model.test" ]; then
 	step "golden GPU tests (model)" 300 "$DIR/model.test" -test.run 'TestGPUGolden|TestGPUUnseen' -test.v
