@@ -8,6 +8,12 @@
 # Each step has a timeout so one hung step cannot eat the machine's time. Optional extras when
 # present beside the binary: model.test / shaders.test (the GPU golden tests, built with
 # `go test -c`), big_ct.nii.gz + weights.safetensors (a whole `ctseg segment`).
+#
+# For a machine without Go, build here and carry the results: `make build` (or, smaller,
+# `go build -ldflags "-s -w" -o bin/ctseg ./native/cmd/ctseg`), and for the golden tests
+# `go test -c -o bin/model.test ./model/` with CTSEG_SHARED set on the device to a copy of the
+# ../shared folders they read (golden/segresnet_small and golden/sliding_window are 15 MB;
+# golden/segresnet_full, 86 MB, only for the full-size cases).
 set -u
 CTSEG=${1:-bin/ctseg}
 OUT=${2:-${OUT:-bench-out}}
