@@ -24,6 +24,7 @@ type Timing struct {
 	flops map[string]float64
 	busy  uint64  // ticks from each batch's first timestamp to its last, summed
 	wall  float64 // seconds from each batch's submission to its completion, summed
+	ratio float64 // the smallest batch wall time per tick: an upper bound of the tick
 }
 
 // KindTime is the GPU time of one dispatch kind (or of whatever Timing.Key groups by).
@@ -34,20 +35,30 @@ type KindTime struct {
 	Dispatches int
 }
 
+// tickPeriods are the timestamp periods Vulkan drivers report, in seconds: NVIDIA, ARM,
+// lavapipe and MoltenVK count nanoseconds; AMD 10 or 40 ns; Intel 52.083 or 83.333 ns.
+var tickPeriods = []float64{1e-9, 10e-9, 40e-9, 52.083e-9, 83.333e-9}
+
 // TickSeconds is the length of one timestamp tick. WebGPU specifies nanoseconds, but wgpu
 // passes Vulkan's raw ticks through and the binding does not expose the queue's timestamp
-// period, so the period is checked against the wall clock: the timed span of every batch lies
-// inside its submit-to-done wall time. Where the ratio is within 20 % of 1 ns (NVIDIA,
-// lavapipe) ticks are nanoseconds; otherwise the measured ratio is the period (an upper bound).
+// period. Every batch's timed span lies inside its submit-to-done wall time, so the smallest
+// wall time per tick over the batches bounds the period from above (submission overhead only
+// adds to it); the period is the largest known one within that bound (2 % slack for clocks),
+// or the bound itself when no known period fits.
 func (t *Timing) TickSeconds() float64 {
-	if t.busy == 0 || t.wall <= 0 {
+	if t.ratio <= 0 {
 		return 1e-9
 	}
-	p := t.wall / float64(t.busy)
-	if p > 0.8e-9 && p < 1.2e-9 {
-		return 1e-9
+	best := 0.0
+	for _, p := range tickPeriods {
+		if p <= 1.02*t.ratio {
+			best = p
+		}
 	}
-	return p
+	if best == 0 {
+		return t.ratio
+	}
+	return best
 }
 
 // BusySeconds is the GPU time from the first to the last timestamp of each timed batch,
@@ -80,13 +91,16 @@ func (t *Timing) add(ds []Dispatch, ts []uint64, wallSeconds float64) {
 		t.count[k]++
 		t.flops[k] += d.FLOPs
 	}
-	if ts[len(ds)] >= ts[0] {
-		t.busy += ts[len(ds)] - ts[0]
+	if span := ts[len(ds)] - ts[0]; ts[len(ds)] > ts[0] {
+		t.busy += span
 		t.wall += wallSeconds
+		if r := wallSeconds / float64(span); t.ratio == 0 || r < t.ratio {
+			t.ratio = r
+		}
 	}
 }
 
 // Reset forgets what was collected.
 func (t *Timing) Reset() {
-	t.ticks, t.count, t.flops, t.busy, t.wall = map[string]uint64{}, map[string]int{}, map[string]float64{}, 0, 0
+	t.ticks, t.count, t.flops, t.busy, t.wall, t.ratio = map[string]uint64{}, map[string]int{}, map[string]float64{}, 0, 0, 0
 }
