@@ -18,22 +18,7 @@ const SPAN: u32 = {{.Span}}u;   // input x-values one (kz, ky) row of the tile n
 const PLANE_IN: u32 = {{.PlaneIn}}u;
 const PLANE_OUT: u32 = {{.PlaneOut}}u;
 
-fn load_in(icp: u32, z: i32, y: i32, x: i32) -> vec2<f32> {
-	if (x < 0 || x >= W || y < 0 || y >= H || z < 0 || z >= D) { return vec2<f32>(0.0); }
-	let v = u32((z * H + y) * W + x);
-{{- if .InF16}}
-	var r = unpack2x16float(src[icp * PLANE_IN + v]);
-{{- else if .SingleIn}}
-	var r = vec2<f32>(src[v], 0.0);
-{{- else}}
-	var r = vec2<f32>(src[(2u * icp) * PLANE_IN + v], src[(2u * icp + 1u) * PLANE_IN + v]);
-{{- end}}
-{{- if .NormIn}}
-	let n = nrm[icp];
-	r = max(vec2<f32>(n.x, n.z) * r + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
-{{- end}}
-	return r;
-}
+{{template "conv_load_in" .}}
 
 @compute @workgroup_size({{.WG}})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -13,6 +13,7 @@
 
 const D: i32 = {{.D}}; const H: i32 = {{.H}}; const W: i32 = {{.W}};
 const PLANE: u32 = {{.Plane}}u;
+const PLANE_IN: u32 = PLANE;
 const PLANE_OUT: u32 = PLANE; // stride 1: input and output planes are equal
 const OCQ: u32 = {{.OCQ}}u;       // vec4 groups of output channels in the layer
 const TY: u32 = {{.TY}}u; const TX: u32 = {{.TX}}u;
@@ -147,31 +148,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 {{- end}}
 }
 
-// loadIn is staged position i of a chunk: a channel pair of the input tile with its halo,
-// the fused GroupNorm+ReLU applied, zero in the padding and for i past the tile.
+// loadIn is staged position i of a chunk: a channel pair of the input tile with its halo
+// (load_in: the fused GroupNorm+ReLU applied, zero in the padding), zero for i past the tile.
 fn loadIn(chunk: u32, i: u32, oz: i32, y0: i32, x0: i32) -> vec2<f32> {
-	let cp = i / HPLANE;
+	if (i >= NIN) { return vec2<f32>(0.0); }
 	let r = i % HPLANE;
 	let dz = i32(r / (HY * HX));
 	let dy = i32((r / HX) % HY);
 	let dx = i32(r % HX);
-	let z = oz - 1 + dz; let y = y0 - 1 + dy; let x = x0 - 1 + dx;
-	var v = vec2<f32>(0.0);
-	if (i < NIN && z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W) {
-		let icp = chunk * (CK / 2u) + cp;
-		let g = u32((z * H + y) * W + x);
-{{- if .InF16}}
-		v = unpack2x16float(src[icp * PLANE + g]);
-{{- else}}
-		v = vec2<f32>(src[(2u * icp) * PLANE + g], src[(2u * icp + 1u) * PLANE + g]);
-{{- end}}
-{{- if .NormIn}}
-		let n = nrm[icp];
-		v = max(vec2<f32>(n.x, n.z) * v + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
-{{- end}}
-	}
-	return v;
+	return load_in(chunk * (CK / 2u) + i / HPLANE, oz - 1 + dz, y0 - 1 + dy, x0 - 1 + dx);
 }
+
+{{template "conv_load_in" .}}
 
 // storeIn puts staged position i's channel pair into workgroup memory.
 fn storeIn(i: u32, v: vec2<f32>) {

@@ -1,4 +1,4 @@
-{{/* Shared by conv3d.wgsl and conv3d_tiled.wgsl: bindings and the output store. */}}
+{{/* Shared by conv3d.wgsl and conv3d_tiled.wgsl: bindings, the input load and the output store. */}}
 {{define "conv_bindings"}}
 struct Params { z0: u32, pad0: u32, pad1: u32, pad2: u32 }
 
@@ -12,6 +12,27 @@ struct Params { z0: u32, pad0: u32, pad1: u32, pad2: u32 }
 {{if .Residual}}{{if .OutF16}}@group(0) @binding({{$b}}) var<storage, read> res: array<u32>;{{else}}@group(0) @binding({{$b}}) var<storage, read> res: array<f32>;{{end}}
 {{- $b = add $b 1}}{{end}}
 {{if .Bias}}@group(0) @binding({{$b}}) var<storage, read> bias: array<f32>;{{end}}
+{{end}}
+
+{{define "conv_load_in"}}
+// load_in reads input channel pair icp at (z, y, x), with the fused GroupNorm+ReLU applied;
+// zero in the padding. Needs D, H, W and PLANE_IN.
+fn load_in(icp: u32, z: i32, y: i32, x: i32) -> vec2<f32> {
+	if (x < 0 || x >= W || y < 0 || y >= H || z < 0 || z >= D) { return vec2<f32>(0.0); }
+	let v = u32((z * H + y) * W + x);
+{{- if .InF16}}
+	var r = unpack2x16float(src[icp * PLANE_IN + v]);
+{{- else if .SingleIn}}
+	var r = vec2<f32>(src[v], 0.0);
+{{- else}}
+	var r = vec2<f32>(src[(2u * icp) * PLANE_IN + v], src[(2u * icp + 1u) * PLANE_IN + v]);
+{{- end}}
+{{- if .NormIn}}
+	let n = nrm[icp];
+	r = max(vec2<f32>(n.x, n.z) * r + vec2<f32>(n.y, n.w), vec2<f32>(0.0));
+{{- end}}
+	return r;
+}
 {{end}}
 
 {{define "conv_store"}}
