@@ -133,3 +133,17 @@ func KindTimings(t *gpu.Timing) []KindTiming {
 func (g *GPUNet) RunWindow() error {
 	return g.ctx.NewRunner().Run(g.Dispatches)
 }
+
+// TimeWindows runs the network n times, waiting after each, and returns each run's wall time
+// (warm the pipelines up with a RunWindow first).
+func (g *GPUNet) TimeWindows(n int) ([]float64, error) {
+	var secs []float64
+	for range n {
+		start := time.Now()
+		if err := g.RunWindow(); err != nil {
+			return nil, err
+		}
+		secs = append(secs, time.Since(start).Seconds())
+	}
+	return secs, nil
+}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"ctseg/gpu"
 	"ctseg/shaders"
@@ -79,15 +78,8 @@ func Tune(ctx *gpu.Context, net *Net, roi [3]int, f16 bool, candidates []shaders
 		return g, err
 	}
 	window := func(g *GPUNet) (float64, error) {
-		var secs []float64
-		for range repeat {
-			start := time.Now()
-			if err := g.RunWindow(); err != nil {
-				return 0, err
-			}
-			secs = append(secs, time.Since(start).Seconds())
-		}
-		return Median(secs), nil
+		secs, err := g.TimeWindows(repeat)
+		return Median(secs), err
 	}
 	// perWidth is a tiling's time per layer width (timestamps) or its window time under 0.
 	perWidth := func(g *GPUNet) (map[int]float64, error) {

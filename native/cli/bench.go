@@ -138,12 +138,8 @@ func runBench(env *Env, args []string) error {
 	if err := g.RunWindow(); err != nil { // warm-up: pipelines, caches, clocks
 		return err
 	}
-	for i := 0; i < *repeat; i++ {
-		start := time.Now()
-		if err := g.RunWindow(); err != nil {
-			return err
-		}
-		rep.WindowSeconds = append(rep.WindowSeconds, time.Since(start).Seconds())
+	if rep.WindowSeconds, err = g.TimeWindows(*repeat); err != nil {
+		return err
 	}
 	rep.WindowMedian = model.Median(rep.WindowSeconds)
 	if *tiles != "" {
@@ -246,13 +242,12 @@ func benchTiles(env *Env, ctx *gpu.Context, net *model.Net, r [3]int, f16 bool, 
 			return err
 		}
 		err = ctx.Write(g.Input, 0, gpu.Float32Bytes(in))
+		if err == nil {
+			err = g.RunWindow() // compiles and warms up
+		}
 		var secs []float64
-		for i := 0; err == nil && i <= repeat; i++ {
-			start := time.Now()
-			err = g.RunWindow()
-			if i > 0 { // the first run compiles and warms up
-				secs = append(secs, time.Since(start).Seconds())
-			}
+		if err == nil {
+			secs, err = g.TimeWindows(repeat)
 		}
 		if err == nil && layers {
 			err = addTileLayers(rep, t, g)
