@@ -211,6 +211,28 @@ func (c *Context) pollUntil(flag *bool) {
 
 // Read copies size bytes at offset of b back to the host, through a staging buffer.
 func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
+	r, err := c.ReadAsync(b, offset, size)
+	if err != nil {
+		return nil, err
+	}
+	return r.Wait()
+}
+
+// Readback is a copy of a buffer range to the host that has been submitted but not yet
+// collected. The GPU may run later submissions before Wait collects it, so a caller can queue
+// more work first and overlap the transfer (and its own use of the bytes) with it.
+type Readback struct {
+	c       *Context
+	staging *wgpu.Buffer
+	size    uint64
+	mapped  bool
+	status  wgpu.BufferMapAsyncStatus
+}
+
+// ReadAsync submits a copy of size bytes at offset of b into a staging buffer, behind all work
+// submitted so far, and asks for it to be mapped. Exactly one of Wait or Release must follow;
+// the staging buffer counts towards the peak until then.
+func (c *Context) ReadAsync(b *Buffer, offset, size uint64) (*Readback, error) {
 	if offset+size > b.Size || offset%4 != 0 || size%4 != 0 {
 		return nil, fmt.Errorf("gpu: read of %d bytes at %d from a %d-byte buffer", size, offset, b.Size)
 	}
@@ -219,37 +241,57 @@ func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("gpu: staging buffer: %w", err)
 	}
 	c.count(int64(size)) // staging is device memory too: the peak includes it
-	defer func() {
-		staging.Destroy()
-		staging.Release()
-		c.count(-int64(size))
-	}()
+	r := &Readback{c: c, staging: staging, size: size}
+	fail := func(err error) (*Readback, error) { r.Release(); return nil, err }
 	enc, err := c.Device.CreateCommandEncoder(nil)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
+	defer enc.Release()
 	if err := enc.CopyBufferToBuffer(b.B, offset, staging, 0, size); err != nil {
-		return nil, fmt.Errorf("gpu: copy for readback: %w", err)
+		return fail(fmt.Errorf("gpu: copy for readback: %w", err))
 	}
 	cmd, err := enc.Finish(nil)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	c.Queue.Submit(cmd)
-	var status wgpu.BufferMapAsyncStatus
-	mapped := false
-	if err := staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s; mapped = true }); err != nil {
-		return nil, fmt.Errorf("gpu: map for readback: %w", err)
+	cmd.Release()
+	if err := staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { r.status = s; r.mapped = true }); err != nil {
+		// the copy is queued: let it finish before the staging buffer goes
+		if werr := c.Wait(); werr != nil {
+			err = werr
+		}
+		return fail(fmt.Errorf("gpu: map for readback: %w", err))
 	}
-	c.pollUntil(&mapped)
-	if status != wgpu.BufferMapAsyncStatusSuccess {
-		return nil, fmt.Errorf("gpu: readback failed: %v", status)
+	return r, nil
+}
+
+// Wait blocks until the copy is on the host and returns its bytes; the staging buffer is gone
+// afterwards, whatever the outcome.
+func (r *Readback) Wait() ([]byte, error) {
+	defer r.Release()
+	r.c.pollUntil(&r.mapped)
+	if r.status != wgpu.BufferMapAsyncStatusSuccess {
+		return nil, fmt.Errorf("gpu: readback failed: %v", r.status)
 	}
-	out := make([]byte, size)
-	copy(out, staging.GetMappedRange(0, uint(size)))
-	staging.Unmap()
-	if err := c.pendingError(); err != nil {
+	out := make([]byte, r.size)
+	copy(out, r.staging.GetMappedRange(0, uint(r.size)))
+	r.staging.Unmap()
+	if err := r.c.pendingError(); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Release drops the staging buffer without reading it (on an error path; Wait releases by
+// itself). It is safe to call more than once.
+func (r *Readback) Release() {
+	if r == nil || r.staging == nil {
+		return
+	}
+	r.staging.Destroy()
+	r.staging.Release()
+	r.staging = nil
+	r.c.count(-int64(r.size))
 }

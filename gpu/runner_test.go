@@ -81,6 +81,40 @@ func TestRunnerAheadKeepsUploadsInOrder(t *testing.T) {
 	}
 }
 
+// A readback collected late sees the buffer as it was when the readback was submitted, not
+// the work and uploads queued after it, and its staging buffer counts until it is collected.
+func TestReadAsyncSeesQueueOrder(t *testing.T) {
+	ctx := gputest.Context(t)
+	d, in, acc := addDispatch(t, ctx, "add")
+	r := ctx.NewRunner()
+	r.Ahead = 1
+	require.NoError(t, ctx.Write(in, 0, gpu.Float32Bytes(fill(2))))
+	require.NoError(t, r.Run([]gpu.Dispatch{d}))
+	base := ctx.LiveBytes()
+	rb, err := ctx.ReadAsync(acc, 0, acc.Size)
+	require.NoError(t, err)
+	require.Equal(t, base+acc.Size, ctx.LiveBytes(), "the staging buffer is live until collected")
+	for k := 0; k < 3; k++ { // queued behind the readback, while it is still uncollected
+		require.NoError(t, ctx.Write(in, 0, gpu.Float32Bytes(fill(5))))
+		require.NoError(t, r.Run([]gpu.Dispatch{d}))
+	}
+	raw, err := rb.Wait()
+	require.NoError(t, err)
+	require.Equal(t, base, ctx.LiveBytes(), "collecting frees the staging buffer")
+	rb.Release() // a second release does nothing
+	require.Equal(t, base, ctx.LiveBytes())
+	for i := 0; i < n; i++ {
+		require.Equal(t, float32(2), math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:])), "element %d", i)
+	}
+	require.NoError(t, r.Drain())
+	for i, v := range readFloats(t, ctx, acc) {
+		require.Equal(t, float32(17), v, "element %d", i)
+	}
+	_, err = ctx.ReadAsync(acc, 4, acc.Size)
+	require.Error(t, err, "a range past the buffer's end")
+	require.Equal(t, base, ctx.LiveBytes())
+}
+
 // Timestamps time every dispatch per kind. lavapipe (CI) offers them, so there the check
 // cannot quietly fall back to the wall clock.
 func TestTimingPerKind(t *testing.T) {

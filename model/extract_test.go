@@ -1,8 +1,12 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
 	"math/rand"
 	"testing"
+
+	"ctseg/shaders"
 )
 
 // extractNaive is the definition extractWindow must match: every voxel clamped on its own.
@@ -54,5 +58,71 @@ func BenchmarkExtractWindow(b *testing.B) {
 	dst := make([]float32, 96*96*96)
 	for b.Loop() {
 		extractWindow(vol, [3]int{100, 100, 200}, [3]int{0, 0, 0}, [3]int{96, 96, 96}, dst)
+	}
+}
+
+// scatterLabels must place every byte where the voxel-by-voxel loop did, for the ring along
+// each axis (rows copied whole, or the blocked transpose).
+func TestScatterLabelsMatchesPerVoxel(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for trial := 0; trial < 200; trial++ {
+		size := [3]int{1 + rng.Intn(150), 1 + rng.Intn(90), 1 + rng.Intn(150)}
+		strides := [3]int{size[1] * size[2], size[2], 1}
+		axis := rng.Intn(3)
+		pb, pc := shaders.PlaneAxes(axis)
+		z0 := rng.Intn(size[axis])
+		na := 1 + rng.Intn(size[axis]-z0)
+		nb, nc := size[pb], size[pc]
+		src := make([]byte, na*nb*nc)
+		rng.Read(src)
+		n := size[0] * size[1] * size[2]
+		got, want := make([]byte, n), make([]byte, n)
+		sa, sb, sc := strides[axis], strides[pb], strides[pc]
+		scatterLabels(got, src, na, nb, nc, z0*sa, sa, sb, sc)
+		i := 0
+		for ia := 0; ia < na; ia++ {
+			for ib := 0; ib < nb; ib++ {
+				for ic := 0; ic < nc; ic++ {
+					want[(z0+ia)*sa+ib*sb+ic*sc] = src[i]
+					i++
+				}
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("size %v axis %d slices %d+%d: scatter differs", size, axis, z0, na)
+		}
+	}
+}
+
+// One head chunk of labels (66 slices of 287x287, the ring along the volume's rows as for
+// 287x287x397 at 1.5 mm) into the label volume.
+func BenchmarkScatterLabels(b *testing.B) {
+	size := [3]int{287, 287, 397}
+	strides := [3]int{size[1] * size[2], size[2], 1}
+	dst := make([]byte, size[0]*size[1]*size[2])
+	for _, axis := range []int{0, 2} {
+		pb, pc := shaders.PlaneAxes(axis)
+		na, nb, nc := 66, size[pb], size[pc]
+		src := make([]byte, na*nb*nc)
+		sa, sb, sc := strides[axis], strides[pb], strides[pc]
+		b.Run(fmt.Sprintf("axis%d", axis), func(b *testing.B) {
+			for b.Loop() {
+				scatterLabels(dst, src, na, nb, nc, 100*sa, sa, sb, sc)
+			}
+		})
+		b.Run(fmt.Sprintf("axis%d_voxelwise", axis), func(b *testing.B) {
+			for b.Loop() {
+				i := 0
+				for ia := 0; ia < na; ia++ {
+					for ib := 0; ib < nb; ib++ {
+						d := (100+ia)*sa + ib*sb
+						for ic := 0; ic < nc; ic++ {
+							dst[d+ic*sc] = src[i]
+							i++
+						}
+					}
+				}
+			}
+		})
 	}
 }
