@@ -14,6 +14,7 @@ import (
 	"ctseg/internal/gputest"
 	"ctseg/internal/shared"
 	"ctseg/model"
+	"ctseg/shaders"
 	"ctseg/weights"
 )
 
@@ -232,5 +233,45 @@ func TestGPULabelsAreArgmaxOfLogits(t *testing.T) {
 			}
 			require.Greater(t, len(classes), 1, "a constant label map would match trivially")
 		})
+	}
+}
+
+// The head takes its weights from a uniform buffer when they fit one (the bundle's do) and
+// from a storage buffer when not: both sum in the same order, so the logits of the classes
+// two heads share are bit-identical.
+func TestHeadUniformAndStorageAgree(t *testing.T) {
+	ctx := gputest.Context(t)
+	big := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 2050, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+	require.False(t, shaders.HeadUniform(big.InitFilters, big.OutChannels))
+	nBig, err := model.NewNet(weights.Random(big, 4))
+	require.NoError(t, err)
+	nSmall, err := model.NewNet(weights.Random(big, 4))
+	require.NoError(t, err)
+	const k = 6
+	nSmall.Cfg.OutChannels, nSmall.Final.Out = k, k
+	nSmall.Final.W, nSmall.Final.B = nSmall.Final.W[:k*big.InitFilters], nSmall.Final.B[:k]
+	require.True(t, shaders.HeadUniform(big.InitFilters, k))
+
+	size := [3]int{18, 16, 20}
+	rng := rand.New(rand.NewSource(9))
+	vol := model.NewTensor(1, size[0], size[1], size[2])
+	for i := range vol.Data {
+		vol.Data[i] = float32(rng.NormFloat64())
+	}
+	opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+	plan, err := model.PlanWindows(size[0], size[1], size[2], opt)
+	require.NoError(t, err)
+	nv := vol.Voxels()
+	logits := func(n *model.Net) []float32 {
+		g, err := model.NewGPUNet(ctx, n, 16, 16, 16, model.GPUOptions{})
+		require.NoError(t, err)
+		defer g.Release()
+		out := make([]float32, n.Cfg.OutChannels*nv)
+		require.NoError(t, g.SlidingWindow(vol, plan, model.WindowOutput{Logits: out}, nil))
+		return out[:k*nv]
+	}
+	storage, uniform := logits(nBig), logits(nSmall)
+	for i := range uniform {
+		require.Equal(t, math.Float32bits(storage[i]), math.Float32bits(uniform[i]), "class %d voxel %d", i/nv, i%nv)
 	}
 }

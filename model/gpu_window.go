@@ -178,10 +178,9 @@ func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
 	for _, b := range l.segBytes() {
 		total += b
 	}
-	total += 4 * uint64(roi[0]*roi[1]*roi[2])            // importance map
-	total += 4 * uint64(cfg.OutChannels*cfg.InitFilters) // head weights
-	total += 4 * uint64(cfg.OutChannels)                 // head bias
-	return total + l.outBytes(l.headNZ)                  // head output chunk
+	total += 4 * uint64(roi[0]*roi[1]*roi[2]) // importance map
+	hw, hb := shaders.HeadParamBytes(cfg.InitFilters, cfg.OutChannels)
+	return total + hw + hb + l.outBytes(l.headNZ) // head weights, bias, output chunk
 }
 
 func (l *windowLayout) transientBytes() uint64 {
@@ -252,11 +251,17 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.gmap, err = upload("importance", plan.ImportanceMap()); err != nil {
 		return fail(err)
 	}
-	// head weights [K][C] straight from PyTorch's [K][C][1][1][1]
-	if w.headW, err = upload("head.weight", n.Final.W); err != nil {
+	// head weights [K][C] straight from PyTorch's [K][C][1][1][1], and bias
+	headParam := upload
+	if shaders.HeadUniform(n.Cfg.InitFilters, n.Cfg.OutChannels) {
+		headParam = func(label string, v []float32) (*gpu.Buffer, error) {
+			return ctx.NewUniform(label, gpu.Float32Bytes(v))
+		}
+	}
+	if w.headW, err = headParam("head.weight", n.Final.W); err != nil {
 		return fail(err)
 	}
-	if w.headB, err = upload("head.bias", n.Final.B); err != nil {
+	if w.headB, err = headParam("head.bias", n.Final.B); err != nil {
 		return fail(err)
 	}
 	if w.headOut, err = ctx.NewBuffer("head.out", w.outBytes(w.headNZ)); err != nil {

@@ -126,7 +126,28 @@ func (h *Head) Name() string {
 }
 func (h *Head) Kind() string { return "head" }
 func (h *Head) Bindings() []gpu.Access {
+	if HeadUniform(h.Acc.C, h.K) {
+		return []gpu.Access{gpu.ReadOnly, gpu.Uniform, gpu.Uniform, gpu.ReadWrite}
+	}
 	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite}
+}
+
+// maxUniformBinding is WebGPU's default maxUniformBufferBindingSize, which every device
+// grants.
+const maxUniformBinding = 64 << 10
+
+// HeadUniform says the head takes its weights ([K][C] float32) and bias ([K]) as uniform
+// buffers (each padded to 16 bytes, see HeadParamBytes): whenever the weights fit a uniform
+// binding, as the bundle's 105x32 (13 KB) do.
+func HeadUniform(c, k int) bool { return 4*c*k <= maxUniformBinding }
+
+// HeadParamBytes is the size of the head's weight and bias buffers.
+func HeadParamBytes(c, k int) (w, b uint64) {
+	w, b = uint64(4*c*k), uint64(4*k)
+	if HeadUniform(c, k) {
+		w, b = (w+15)&^15, (b+15)&^15
+	}
+	return w, b
 }
 func (h *Head) Grid() (x, y, z uint32) {
 	x, y, _ = grid1D(h.invocations())
@@ -146,6 +167,7 @@ func (h *Head) Source() (string, error) {
 		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotWords(), "NV": h.nv(),
 		"AccF16": h.Acc.F16, "WPlane": h.Acc.WeightPlane(),
 		"NZ": h.NZ, "GX": gx, "Argmax": h.Argmax,
+		"Uniform": HeadUniform(h.Acc.C, h.K), "WQ": (h.Acc.C*h.K + 3) / 4, "BQ": (h.K + 3) / 4,
 	})
 }
 

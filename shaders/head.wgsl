@@ -4,8 +4,16 @@
 // bytes (four labels per word, the first in the low byte){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
 
 @group(0) @binding(0) var<storage, read> acc: array<{{if .AccF16}}u32{{else}}f32{{end}}>;
-@group(0) @binding(1) var<storage, read> wts: array<f32>;  // [K][C]
+{{if .Uniform}}// weights and bias in uniform buffers: every invocation reads the same ones in the same
+// order, which GPUs serve from a constant cache and CPU adapters as one scalar load per SIMD
+// group (a storage load is one per invocation there)
+@group(0) @binding(1) var<uniform> wts: array<vec4<f32>, {{.WQ}}>;  // [K][C], flat, in vec4s
+@group(0) @binding(2) var<uniform> bias: array<vec4<f32>, {{.BQ}}>; // [K], in vec4s
+fn wt(i: u32) -> f32 { return wts[i / 4u][i % 4u]; }
+fn bs(k: u32) -> f32 { return bias[k / 4u][k % 4u]; }{{else}}@group(0) @binding(1) var<storage, read> wts: array<f32>;  // [K][C]
 @group(0) @binding(2) var<storage, read> bias: array<f32>; // [K]
+fn wt(i: u32) -> f32 { return wts[i]; }
+fn bs(k: u32) -> f32 { return bias[k]; }{{end}}
 @group(0) @binding(3) var<storage, read_write> dst: array<{{if .Argmax}}u32{{else}}f32{{end}}>;
 
 const C: u32 = {{.C}}u;
@@ -52,9 +60,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 		var arg = 0u;
 {{- end}}
 		for (var k = 0u; k < K; k++) {
-			var s = bias[k];
+			var s = bs(k);
 			for (var c = 0u; c < C; c++) {
-				s += wts[k * C + c] * f[c];
+				s += wt(k * C + c) * f[c];
 			}
 {{- if .Argmax}}
 			if (s > best) { best = s; arg = k; }
