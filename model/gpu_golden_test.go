@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/rand"
 	"os"
 	"strings"
 	"testing"
@@ -177,11 +176,7 @@ func TestGPUUnseenShapes(t *testing.T) {
 			cfg := weights.Config{InitFilters: tc.f, InChannels: 1, OutChannels: tc.k, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
 			n, err := model.NewNet(weights.Random(cfg, tc.seed))
 			require.NoError(t, err)
-			rng := rand.New(rand.NewSource(tc.seed))
-			vol := model.NewTensor(1, tc.size[0], tc.size[1], tc.size[2])
-			for i := range vol.Data {
-				vol.Data[i] = float32(rng.NormFloat64())
-			}
+			vol := randomVolume(tc.size, tc.seed)
 			opt := model.WindowOptions{ROI: [3]int{tc.roi, tc.roi, tc.roi}, Overlap: tc.overlap, Mode: tc.mode, SigmaScale: 0.125}
 			want, err := model.SlidingWindow(vol, opt, tc.k, n.Forward)
 			require.NoError(t, err)
@@ -204,11 +199,7 @@ func TestGPULabelsAreArgmaxOfLogits(t *testing.T) {
 	require.NoError(t, err)
 	for _, size := range [][3]int{{23, 19, 37}, {41, 13, 15}, {17, 29, 21}} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			rng := rand.New(rand.NewSource(int64(size[0])))
-			vol := model.NewTensor(1, size[0], size[1], size[2])
-			for i := range vol.Data {
-				vol.Data[i] = float32(rng.NormFloat64())
-			}
+			vol := randomVolume(size, int64(size[0]))
 			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
 			plan, err := model.PlanWindows(size[0], size[1], size[2], opt)
 			require.NoError(t, err)
@@ -253,11 +244,7 @@ func TestHeadUniformAndStorageAgree(t *testing.T) {
 	require.True(t, shaders.HeadUniform(big.InitFilters, k))
 
 	size := [3]int{18, 16, 20}
-	rng := rand.New(rand.NewSource(9))
-	vol := model.NewTensor(1, size[0], size[1], size[2])
-	for i := range vol.Data {
-		vol.Data[i] = float32(rng.NormFloat64())
-	}
+	vol := randomVolume(size, 9)
 	opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
 	plan, err := model.PlanWindows(size[0], size[1], size[2], opt)
 	require.NoError(t, err)

@@ -2,7 +2,6 @@ package model_test
 
 import (
 	"fmt"
-	"math/rand"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,11 +44,7 @@ func TestPlanMatchesRun(t *testing.T) {
 			g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
 			require.NoError(t, err)
 			require.Equal(t, want.NetworkBytes, g.PlanBytes)
-			vol := model.NewTensor(1, tc.size[0], tc.size[1], tc.size[2])
-			rng := rand.New(rand.NewSource(1))
-			for i := range vol.Data {
-				vol.Data[i] = float32(rng.NormFloat64())
-			}
+			vol := randomVolume(tc.size, 1)
 			out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
 			if !tc.argmax {
 				out = model.WindowOutput{Logits: make([]float32, cfg.OutChannels*vol.Voxels())}
