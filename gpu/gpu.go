@@ -171,6 +171,15 @@ func Float32Bytes(v []float32) []byte {
 	return out
 }
 
+// Uint32Bytes encodes words little-endian.
+func Uint32Bytes(v []uint32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, w := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], w)
+	}
+	return out
+}
+
 // Write uploads bytes at offset.
 func (c *Context) Write(b *Buffer, offset uint64, data []byte) error {
 	if offset+uint64(len(data)) > b.Size {

@@ -60,7 +60,8 @@ func TestPlanMatchesRun(t *testing.T) {
 // TestBundleWindowFitsDefaultLimits plans the full bundle model (F=32, K=105) for its 96^3
 // window under WebGPU's default limits, what any browser grants without asking: every
 // binding within maxStorageBufferBindingSize and every buffer within maxBufferSize (the plan
-// fails otherwise), and the 105-channel logits never exist as one buffer.
+// fails otherwise), the 105-channel logits never exist as one buffer, and the whole 287x287x397
+// run at 1.5 mm plans at most 1.5 GB in either precision.
 func TestBundleWindowFitsDefaultLimits(t *testing.T) {
 	limits := gpu.DefaultLimits()
 	for _, f16 := range []bool{false, true} {
@@ -72,5 +73,7 @@ func TestBundleWindowFitsDefaultLimits(t *testing.T) {
 		logits := uint64(105 * 96 * 96 * 96 * 4)
 		require.Less(t, p.MaxBinding, logits, "no binding can hold a window's logits")
 		t.Logf("f16=%v: network %d bytes, largest binding %d bytes, whole 287x287x397 run peak %d bytes", f16, p.NetworkBytes, p.MaxBinding, p.PeakBytes)
+		// issue 6's memory target for this volume
+		require.LessOrEqual(t, p.PeakBytes, uint64(1.5e9), "planned peak of the whole run")
 	}
 }

@@ -160,21 +160,66 @@ func (l *windowLayout) finishedBefore(ri int) int {
 // buffer: WebGPU's uniform offset alignment at its largest (every device allows it).
 const paramStride = 256
 
-// paramSlots is the number of blend dispatches of the whole pass: each has its own slot of
-// parameters, written once, so no upload ever waits for a dispatch that still reads a slot.
+// paramSlots is the number of blend and head dispatches of the whole pass: each has its own
+// slot of parameters, written once, so no upload ever waits for a dispatch that still reads a
+// slot.
 func (l *windowLayout) paramSlots() int {
-	n := 0
-	for _, s := range l.plan.Starts[l.axis] {
+	n, finished := 0, 0
+	for ri, s := range l.plan.Starts[l.axis] { // the same walk as windowPass.run
 		z0, z1 := l.rowZ(s)
 		n += len(l.plan.Starts[l.pb]) * len(l.plan.Starts[l.pc]) * len(l.runs(z0, z1, l.ring))
+		next := l.finishedBefore(ri)
+		n += len(l.runs(finished, next, l.headNZ))
+		finished = max(finished, next)
 	}
 	return n
+}
+
+// cover builds the head's cover table (shaders.Cover): for the ring's axis and the plane's
+// two, which window starts cover each voxel coordinate, in ascending order, and each start's
+// offset from volume to window coordinates.
+func (l *windowLayout) cover() ([]uint32, shaders.Cover) {
+	var words []uint32
+	var c shaders.Cover
+	for i, a := range [3]int{l.axis, l.pb, l.pc} {
+		p := l.plan
+		starts := p.Starts[a]
+		c.Pairs[i] = len(words)
+		for g := 0; g < p.Size[a]; g++ {
+			x := g + p.PadBefore[a] // in the padded volume, where starts are
+			first, n := -1, 0
+			for j, s := range starts {
+				if s <= x && x < s+p.ROI[a] {
+					if first < 0 {
+						first = j
+					}
+					n++
+				}
+			}
+			words = append(words, uint32(first), uint32(n))
+		}
+		c.Bases[i] = len(words)
+		for _, s := range starts {
+			words = append(words, uint32(int32(p.PadBefore[a]-s)))
+		}
+	}
+	return words, c
+}
+
+// coverBytes is the size of the cover table.
+func (l *windowLayout) coverBytes() uint64 {
+	p := l.plan
+	n := 0
+	for a := range 3 {
+		n += 2*p.Size[a] + len(p.Starts[a])
+	}
+	return uint64(4 * n)
 }
 
 // passBytes is the memory the pass holds for its whole run, and transientBytes the most it
 // adds at once on top (one head chunk's readback staging).
 func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
-	total := uint64(paramStride * l.paramSlots()) // blend parameters
+	total := uint64(paramStride*l.paramSlots()) + l.coverBytes() // parameters, cover table
 	for _, b := range l.segBytes() {
 		total += b
 	}
@@ -205,10 +250,13 @@ type windowPass struct {
 	headW   *gpu.Buffer
 	headB   *gpu.Buffer
 	headOut *gpu.Buffer
-	params  *gpu.Buffer // every blend dispatch's parameters, a slot each (paramSlots)
+	params  *gpu.Buffer // every blend and head dispatch's parameters, a slot each (paramSlots)
 	nparam  int         // slots used so far
+	cover   *gpu.Buffer // the head's cover table
 	blend   *shaders.Blend
 	blendP  *gpu.Pipeline
+	head    *shaders.Head // for the whole pass but NZ
+	headP   *gpu.Pipeline
 	zeroP   map[int]*gpu.Pipeline
 	runner  *gpu.Runner
 	// pending is the last head chunk of the rows finished so far, still being read back: it
@@ -267,11 +315,22 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.headOut, err = ctx.NewBuffer("head.out", w.outBytes(w.headNZ)); err != nil {
 		return fail(err)
 	}
-	if w.params, err = ctx.NewUniform("blend-params", make([]byte, paramStride*l.paramSlots())); err != nil {
+	if w.params, err = ctx.NewUniform("window-params", make([]byte, paramStride*l.paramSlots())); err != nil {
+		return fail(err)
+	}
+	words, cov := l.cover()
+	if w.cover, err = ctx.NewBuffer("cover", uint64(4*len(words))); err != nil {
+		return fail(err)
+	}
+	if err = ctx.Write(w.cover, 0, gpu.Uint32Bytes(words)); err != nil {
 		return fail(err)
 	}
 	w.blend = &shaders.Blend{Acc: w.acc, RD: g.D, RH: g.H, RW: g.W, Axis: w.axis, F16: g.opt.F16}
 	if w.blendP, err = shaders.Compile(ctx, w.blend); err != nil {
+		return fail(err)
+	}
+	w.head = &shaders.Head{Acc: w.acc, K: n.Cfg.OutChannels, Argmax: argmax, ROI: plan.ROI, Axis: w.axis, Cover: cov}
+	if w.headP, err = shaders.Compile(ctx, w.head); err != nil {
 		return fail(err)
 	}
 	return w, nil
@@ -293,6 +352,7 @@ func (w *windowPass) release() {
 	w.headB.Release()
 	w.headOut.Release()
 	w.params.Release()
+	w.cover.Release()
 	w.segs = nil
 }
 
@@ -301,16 +361,13 @@ func (w *windowPass) slotBinding(r run) gpu.Binding {
 	return gpu.Binding{Buf: w.segs[r.seg], Offset: uint64(r.slot) * sb, Size: uint64(r.nz) * sb}
 }
 
-// param uploads one blend dispatch's parameters into the next free slot and returns its
-// binding. Uploads are queued in order with the dispatches, and no slot is written twice.
+// param uploads one blend or head dispatch's parameters into the next free slot and returns
+// its binding. Uploads are queued in order with the dispatches, and no slot is written twice.
 func (w *windowPass) param(words ...uint32) (gpu.Binding, error) {
 	if uint64(w.nparam) >= w.params.Size/paramStride {
 		return gpu.Binding{}, fmt.Errorf("gpu: internal error: more blend dispatches than the %d planned", w.params.Size/paramStride)
 	}
-	data := make([]byte, 4*len(words))
-	for i, v := range words {
-		binary.LittleEndian.PutUint32(data[4*i:], v)
-	}
+	data := gpu.Uint32Bytes(words)
 	off := uint64(w.nparam * paramStride)
 	w.nparam++
 	if err := w.g.ctx.Write(w.params, off, data); err != nil {
@@ -416,18 +473,19 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 func (w *windowPass) finish(z0, z1 int, out WindowOutput) error {
 	ctx := w.g.ctx
 	for _, r := range w.runs(z0, z1, w.headNZ) {
-		spec := &shaders.Head{Acc: w.acc, K: w.g.net.Cfg.OutChannels, NZ: r.nz, Argmax: w.argmax}
-		p, err := shaders.Compile(ctx, spec)
+		spec := *w.head
+		spec.NZ = r.nz
+		u, err := w.param(shaders.HeadParams(r.z0, r.nz*w.acc.HV*w.acc.WV)...)
 		if err != nil {
 			return err
 		}
 		ob := gpu.Binding{Buf: w.headOut, Size: spec.OutBytes()}
-		bg, err := ctx.BindGroup(p, w.slotBinding(r), gpu.Whole(w.headW), gpu.Whole(w.headB), ob)
+		bg, err := ctx.BindGroup(w.headP, w.slotBinding(r), gpu.Whole(w.headW), gpu.Whole(w.headB), ob, gpu.Whole(w.gmap), gpu.Whole(w.cover), u)
 		if err != nil {
 			return err
 		}
 		x, y, z := spec.Grid()
-		if err := w.runner.Run([]gpu.Dispatch{{Label: "head", Kind: "head", P: p, Group: bg, X: x, Y: y, Z: z, FLOPs: spec.FLOPs()}}); err != nil {
+		if err := w.runner.Run([]gpu.Dispatch{{Label: "head", Kind: "head", P: w.headP, Group: bg, X: x, Y: y, Z: z, FLOPs: spec.FLOPs()}}); err != nil {
 			return err
 		}
 		if err := w.collect(out); err != nil { // the previous chunk, whose copy is queued before this head

@@ -7,10 +7,10 @@ import (
 )
 
 // Accumulator describes the ring of z-slots the blend and head kernels share: each slot holds
-// C feature channels and the weight sum for one z-slice of the volume, [C+1][HV][WV] in f32,
-// or with F16 the channels as C/2 planes of packed pairs followed by the f32 weight sum
-// ([C/2+1][HV][WV] words), at a stride rounded up to 64 words so any slot can start a binding
-// (256-byte offset alignment).
+// the C weighted feature channels of one z-slice of the volume, [C][HV][WV] in f32, or with
+// F16 as C/2 planes of packed pairs ([C/2][HV][WV] words), at a stride rounded up to 64 words
+// so any slot can start a binding (256-byte offset alignment). The weight sum is not stored:
+// the head recomputes it (see Head).
 type Accumulator struct {
 	C      int
 	HV, WV int
@@ -19,20 +19,12 @@ type Accumulator struct {
 
 // SlotWords is the stride of one z-slot in 4-byte words.
 func (a Accumulator) SlotWords() int {
-	planes := a.C + 1
+	planes := a.C
 	if a.F16 {
-		planes = a.C/2 + 1
+		planes = a.C / 2
 	}
 	n := planes * a.HV * a.WV
 	return (n + 63) &^ 63
-}
-
-// WeightPlane is the word offset of the weight-sum plane within a slot.
-func (a Accumulator) WeightPlane() int {
-	if a.F16 {
-		return a.C / 2 * a.HV * a.WV
-	}
-	return a.C * a.HV * a.WV
 }
 
 // Blend specialises blend.wgsl for one window size and ring axis.
@@ -88,16 +80,39 @@ func (b *Blend) Source() (string, error) {
 		"C": b.Acc.C, "CP": b.Acc.C / 2, "RB": r[pb], "RC": r[pc], "RPlane": b.RD * b.RH * b.RW,
 		"SA": strides[b.Axis], "SB": strides[pb], "SC": strides[pc], "Axis": b.Axis,
 		"HV": b.Acc.HV, "WV": b.Acc.WV, "HWV": b.Acc.HV * b.Acc.WV, "Slot": b.Acc.SlotWords(), "F16": b.F16,
-		"AccF16": b.Acc.F16, "WPlane": b.Acc.WeightPlane(),
+		"AccF16": b.Acc.F16,
 	})
 }
 
-// Head specialises head.wgsl for a run of NZ slots.
+// Head specialises head.wgsl for the runs of slots of one sliding-window pass. The WGSL does
+// not depend on the run (its first slice and voxel count come in HeadParams), so one pipeline
+// serves the pass.
+//
+// The features are divided by the sum of the importance weights of the windows covering the
+// voxel. Rather than accumulating that sum in a plane of every slot (32 MB for 287x287x397 at
+// 1.5 mm), the head adds up the same weights in the order the windows were blended, which
+// gives the same float32 sum bit for bit: windows run in rows along the ring's axis (start
+// ascending), and within a row in order of their starts along the plane's axes, the first
+// axis outermost. Cover lists which windows cover each coordinate of each axis.
 type Head struct {
 	Acc    Accumulator
-	K, NZ  int
+	K, NZ  int // classes; slices in the run (for the grid and output size only)
 	Argmax bool
+	ROI    [3]int // window size, [D][H][W]
+	Axis   int    // the ring's axis
+	Cover  Cover
 }
+
+// Cover is the layout of the head's cover table ([]uint32): for each of the axes (ring axis,
+// then the plane's two), at Pairs[a], a pair (first window index, count) per coordinate of the
+// volume along that axis; at Bases[a], per window start along that axis, PadBefore - start as
+// an int32, so a voxel's coordinate in the window is its volume coordinate plus that.
+type Cover struct {
+	Pairs, Bases [3]int
+}
+
+// HeadParams are the run-dependent values of a head dispatch (a 16-byte uniform).
+func HeadParams(z0, nv int) []uint32 { return []uint32{uint32(z0), uint32(nv), 0, 0} }
 
 func (h *Head) nv() int { return h.NZ * h.Acc.HV * h.Acc.WV }
 
@@ -125,11 +140,14 @@ func (h *Head) Name() string {
 	return fmt.Sprintf("head-%s %d->%d %dx%dx%d", mode, h.Acc.C, h.K, h.NZ, h.Acc.HV, h.Acc.WV)
 }
 func (h *Head) Kind() string { return "head" }
+
+// Bindings: accumulator slots, weights, bias, output, importance map, cover table, params.
 func (h *Head) Bindings() []gpu.Access {
+	p := gpu.ReadOnly
 	if HeadUniform(h.Acc.C, h.K) {
-		return []gpu.Access{gpu.ReadOnly, gpu.Uniform, gpu.Uniform, gpu.ReadWrite}
+		p = gpu.Uniform
 	}
-	return []gpu.Access{gpu.ReadOnly, gpu.ReadOnly, gpu.ReadOnly, gpu.ReadWrite}
+	return []gpu.Access{gpu.ReadOnly, p, p, gpu.ReadWrite, gpu.ReadOnly, gpu.ReadOnly, gpu.Uniform}
 }
 
 // maxUniformBinding is WebGPU's default maxUniformBufferBindingSize, which every device
@@ -162,11 +180,14 @@ func (h *Head) Source() (string, error) {
 	if h.Argmax && h.K > 256 {
 		return "", fmt.Errorf("head: %d classes do not fit byte labels", h.K)
 	}
-	_, _, gx := grid1D(h.invocations())
+	strides := [3]int{h.ROI[1] * h.ROI[2], h.ROI[2], 1}
+	pb, pc := PlaneAxes(h.Axis)
 	return Render("head.wgsl", map[string]any{
-		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "Slot": h.Acc.SlotWords(), "NV": h.nv(),
-		"AccF16": h.Acc.F16, "WPlane": h.Acc.WeightPlane(),
-		"NZ": h.NZ, "GX": gx, "Argmax": h.Argmax,
+		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "WV": h.Acc.WV, "Slot": h.Acc.SlotWords(),
+		"AccF16": h.Acc.F16, "Argmax": h.Argmax,
+		"RSA": strides[h.Axis], "RSB": strides[pb], "RSC": strides[pc],
+		"PA": h.Cover.Pairs[0], "PB": h.Cover.Pairs[1], "PC": h.Cover.Pairs[2],
+		"BA": h.Cover.Bases[0], "BB": h.Cover.Bases[1], "BC": h.Cover.Bases[2],
 		"Uniform": HeadUniform(h.Acc.C, h.K), "WQ": (h.Acc.C*h.K + 3) / 4, "BQ": (h.K + 3) / 4,
 	})
 }

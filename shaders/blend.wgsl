@@ -1,12 +1,12 @@
 // Sliding-window blending, accumulation step: for one window's features (the output of
-// conv_final's GroupNorm + ReLU, fused here), add importance * feature to the accumulator and
-// importance to the weight sum. The final 1x1 conv is linear, so blending these {{.C}}
-// channels and applying it afterwards equals MONAI's blending of the logits, in a fraction of
-// the memory. The accumulator is a ring of slots along the volume's axis {{.Axis}} (its longest:
-// the smallest plane), each slot [{{.C}} channels + weight sum][{{.HV}}][{{.WV}}] over the two
-// other axes at a stride of {{.Slot}} words; this dispatch binds the slots of a run of
-// consecutive positions along that axis (window-local from prm.wa0). {{if .AccF16}}Channels are
-// accumulated as packed f16 pairs (f32 arithmetic), the weight sum in f32.{{end}}
+// conv_final's GroupNorm + ReLU, fused here), add importance * feature to the accumulator. The
+// final 1x1 conv is linear, so blending these {{.C}} channels and applying it afterwards
+// equals MONAI's blending of the logits, in a fraction of the memory; the head divides by the
+// sum of the importance weights, which it recomputes. The accumulator is a ring of slots along
+// the volume's axis {{.Axis}} (its longest: the smallest plane), each slot [{{.C}} channels][{{.HV}}][{{.WV}}]
+// over the two other axes at a stride of {{.Slot}} words; this dispatch binds the slots of a
+// run of consecutive positions along that axis (window-local from prm.wa0).{{if .AccF16}}
+// Channels are accumulated as packed f16 pairs (f32 arithmetic).{{end}}
 
 struct Params { wa0: u32, nz: u32, ob: i32, oc: i32 } // run start, length; plane origins
 
@@ -49,12 +49,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 		let o = base + cp * HW;
 		acc[o] = pack2x16float(unpack2x16float(acc[o]) + g * a);
 	}
-	acc[base + {{.WPlane}}u] = bitcast<u32>(bitcast<f32>(acc[base + {{.WPlane}}u]) + g);
 {{- else}}
 		let o = base + 2u * cp * HW;
 		acc[o] += g * a.x;
 		acc[o + HW] += g * a.y;
 	}
-	acc[base + {{.WPlane}}u] += g;
 {{- end}}
 }

@@ -1,5 +1,7 @@
-// Sliding-window blending, final step, for a run of {{.NZ}} finalised z-slots: features =
-// accumulator / weight sum, then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
+// Sliding-window blending, final step, for a run of finalised z-slots (its first slice along
+// the ring's axis and its voxel count in prm): features = accumulator / weight sum (the
+// importance weights of the covering windows, added up in blending order: see weightSum),
+// then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
 // {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax), written as
 // bytes (four labels per word, the first in the low byte){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
 
@@ -15,42 +17,68 @@ fn bs(k: u32) -> f32 { return bias[k / 4u][k % 4u]; }{{else}}@group(0) @binding(
 fn wt(i: u32) -> f32 { return wts[i]; }
 fn bs(k: u32) -> f32 { return bias[k]; }{{end}}
 @group(0) @binding(3) var<storage, read_write> dst: array<{{if .Argmax}}u32{{else}}f32{{end}}>;
+@group(0) @binding(4) var<storage, read> gmap: array<f32>;  // the window's importance map
+@group(0) @binding(5) var<storage, read> cover: array<u32>; // shaders.Cover
+struct Params { z0: u32, nv: u32 } // the run's first slice along the ring's axis, its voxels
+@group(0) @binding(6) var<uniform> prm: Params;
 
 const C: u32 = {{.C}}u;
 const K: u32 = {{.K}}u;
 const HW: u32 = {{.HWV}}u;
+const WV: u32 = {{.WV}}u;
 const SLOT: u32 = {{.Slot}}u;
-const NV: u32 = {{.NV}}u; // voxels in the run
-const GX: u32 = {{.GX}}u;
+const RSA: u32 = {{.RSA}}u; const RSB: u32 = {{.RSB}}u; const RSC: u32 = {{.RSC}}u; // window strides
+
+// weightSum is the sum of the importance weights at volume voxel (ga, gb, gc) (ring axis,
+// plane axes) of the windows covering it, added in the order blending added them: by start
+// along the ring's axis, then along the plane's first axis, then its second. The same float32
+// additions from zero give the same sum the blend would have accumulated.
+fn weightSum(ga: u32, gb: u32, gc: u32) -> f32 {
+	let fa = cover[{{.PA}}u + 2u * ga]; let na = cover[{{.PA}}u + 2u * ga + 1u];
+	let fb = cover[{{.PB}}u + 2u * gb]; let nb = cover[{{.PB}}u + 2u * gb + 1u];
+	let fc = cover[{{.PC}}u + 2u * gc]; let nc = cover[{{.PC}}u + 2u * gc + 1u];
+	var s = 0.0;
+	for (var ia = fa; ia < fa + na; ia++) {
+		let la = u32(i32(ga) + bitcast<i32>(cover[{{.BA}}u + ia]));
+		for (var ib = fb; ib < fb + nb; ib++) {
+			let lb = u32(i32(gb) + bitcast<i32>(cover[{{.BB}}u + ib]));
+			for (var ic = fc; ic < fc + nc; ic++) {
+				let lc = u32(i32(gc) + bitcast<i32>(cover[{{.BC}}u + ic]));
+				s += gmap[la * RSA + lb * RSB + lc * RSC];
+			}
+		}
+	}
+	return s;
+}
 
 @compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+	let gx = nwg.x * 256u; // invocations per grid row
 {{- if .Argmax}}
 	// four consecutive voxels per invocation, their labels packed into one word (K <= 256)
-	let t = gid.y * GX + gid.x;
-	if (4u * t >= NV) { return; }
+	let t = gid.y * gx + gid.x;
+	if (4u * t >= prm.nv) { return; }
 	var word = 0u;
 	for (var j = 0u; j < 4u; j++) {
 		let i = 4u * t + j;
-		if (i >= NV) { break; }
+		if (i >= prm.nv) { break; }
 {{- else}}
-	let i = gid.y * GX + gid.x;
-	if (i >= NV) { return; }
+	let i = gid.y * gx + gid.x;
+	if (i >= prm.nv) { return; }
 	{
 {{- end}}
 		let iz = i / HW;
 		let v = i % HW;
 		let base = iz * SLOT + v;
+		let inv = 1.0 / weightSum(prm.z0 + iz, v / WV, v % WV);
 		var f: array<f32, {{.C}}>;
 {{- if .AccF16}}
-		let inv = 1.0 / bitcast<f32>(acc[base + {{.WPlane}}u]);
 		for (var cp = 0u; cp < C / 2u; cp++) {
 			let p = unpack2x16float(acc[base + cp * HW]) * inv;
 			f[2u * cp] = p.x;
 			f[2u * cp + 1u] = p.y;
 		}
 {{- else}}
-		let inv = 1.0 / acc[base + {{.WPlane}}u];
 		for (var c = 0u; c < C; c++) {
 			f[c] = acc[base + c * HW] * inv;
 		}
@@ -67,7 +95,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 {{- if .Argmax}}
 			if (s > best) { best = s; arg = k; }
 {{- else}}
-			dst[k * NV + i] = s;
+			dst[k * prm.nv + i] = s;
 {{- end}}
 		}
 {{- if .Argmax}}
