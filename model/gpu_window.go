@@ -156,8 +156,8 @@ func (l *windowLayout) finishedBefore(ri int) int {
 	return l.plan.Size[l.axis]
 }
 
-// paramStride is the distance between two windows' blend parameters in their uniform
-// buffer: WebGPU's uniform offset alignment at its largest (every device allows it).
+// paramStride is the distance between two dispatches' parameters in their uniform buffer:
+// WebGPU's uniform offset alignment at its largest (every device allows it).
 const paramStride = 256
 
 // paramSlots is the number of blend and head dispatches of the whole pass: each has its own
@@ -300,16 +300,16 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 		return fail(err)
 	}
 	// head weights [K][C] straight from PyTorch's [K][C][1][1][1], and bias
-	headParam := upload
+	headUpload := upload
 	if shaders.HeadUniform(n.Cfg.InitFilters, n.Cfg.OutChannels) {
-		headParam = func(label string, v []float32) (*gpu.Buffer, error) {
+		headUpload = func(label string, v []float32) (*gpu.Buffer, error) {
 			return ctx.NewUniform(label, gpu.Float32Bytes(v))
 		}
 	}
-	if w.headW, err = headParam("head.weight", n.Final.W); err != nil {
+	if w.headW, err = headUpload("head.weight", n.Final.W); err != nil {
 		return fail(err)
 	}
-	if w.headB, err = headParam("head.bias", n.Final.B); err != nil {
+	if w.headB, err = headUpload("head.bias", n.Final.B); err != nil {
 		return fail(err)
 	}
 	if w.headOut, err = ctx.NewBuffer("head.out", w.outBytes(w.headNZ)); err != nil {
