@@ -257,7 +257,7 @@ type windowPass struct {
 	blendP  *gpu.Pipeline
 	head    *shaders.Head // for the whole pass but NZ
 	headP   *gpu.Pipeline
-	zeroP   map[int]*gpu.Pipeline
+	zeroP   *gpu.Pipeline
 	runner  *gpu.Runner
 	// pending is the last head chunk of the rows finished so far, still being read back: it
 	// is collected once the next row's first window is queued, so the GPU computes that
@@ -278,7 +278,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if err != nil {
 		return nil, err
 	}
-	w := &windowPass{windowLayout: l, g: g, zeroP: map[int]*gpu.Pipeline{}, runner: ctx.NewRunner()}
+	w := &windowPass{windowLayout: l, g: g, runner: ctx.NewRunner()}
 	w.runner.Ahead = 1 // extract and upload the next window while the GPU runs this one
 	w.runner.Timing = g.Timing
 	fail := func(err error) (*windowPass, error) { w.release(); return nil, err }
@@ -329,6 +329,9 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.blendP, err = shaders.Compile(ctx, w.blend); err != nil {
 		return fail(err)
 	}
+	if w.zeroP, err = shaders.Compile(ctx, &shaders.Zero{}); err != nil {
+		return fail(err)
+	}
 	w.head = &shaders.Head{Acc: w.acc, K: n.Cfg.OutChannels, Argmax: argmax, ROI: plan.ROI, Axis: w.axis, Cover: cov}
 	if w.headP, err = shaders.Compile(ctx, w.head); err != nil {
 		return fail(err)
@@ -377,22 +380,13 @@ func (w *windowPass) param(words ...uint32) (gpu.Binding, error) {
 }
 
 func (w *windowPass) zero(r run) (gpu.Dispatch, error) {
-	n := r.nz * w.acc.SlotWords()
-	p, ok := w.zeroP[n]
-	spec := &shaders.Zero{N: n}
-	if !ok {
-		var err error
-		if p, err = shaders.Compile(w.g.ctx, spec); err != nil {
-			return gpu.Dispatch{}, err
-		}
-		w.zeroP[n] = p
-	}
-	bg, err := w.g.ctx.BindGroup(p, w.slotBinding(r))
+	spec := &shaders.Zero{N: r.nz * w.acc.SlotWords()}
+	bg, err := w.g.ctx.BindGroup(w.zeroP, w.slotBinding(r))
 	if err != nil {
 		return gpu.Dispatch{}, err
 	}
 	x, y, _ := spec.Grid()
-	return gpu.Dispatch{Label: "zero", Kind: "zero", P: p, Group: bg, X: x, Y: y, Z: 1}, nil
+	return gpu.Dispatch{Label: "zero", Kind: "zero", P: w.zeroP, Group: bg, X: x, Y: y, Z: 1}, nil
 }
 
 func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgress) error {
