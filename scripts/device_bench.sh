@@ -14,6 +14,11 @@
 # `go test -c -o bin/model.test ./model/` with CTSEG_SHARED set on the device to a copy of the
 # ../shared folders they read (golden/segresnet_small and golden/sliding_window are 15 MB;
 # golden/segresnet_full, 86 MB, only for the full-size cases).
+#
+# PyTorch on the same GPU (the ratio BENCHMARKS.md gives): when python3 has torch and
+# $DIR/golden_small holds ../shared/golden/segresnet_small's model.pt, input.f32 and
+# output.f32 (4 MB; the script first checks itself against that output), it runs
+# scripts/pytorch_bench.py too. Carry bin/ with them; the device image has PyTorch.
 set -u
 CTSEG=${1:-bin/ctseg}
 OUT=${2:-${OUT:-bench-out}}
@@ -25,9 +30,9 @@ step() { echo "== $1"; shift; timeout "$@" 2>&1 | tee -a "$OUT/log.txt"; }
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 
 TILES=2x8x4,4x8x4c,8x8x4c,4x16x4c,8x8x2c,4x8x8c,8x4x4c,2x8x4/tn16,4x8x4c/tn16,2x8x4/ty2,8x8x4c/ty4,2x8x4p,4x8x4cp,8x8x4cp,8x8x4cp/ty8
-B15=(--spacing 1.5) B3=(--spacing 3) TUNE=() R=5
+B15=(--spacing 1.5) B3=(--spacing 3) TUNE=() PT=() R=5
 if [ -n "${SMOKE:-}" ]; then # SMOKE=1: tiny sizes, to check the script itself on lavapipe
-	B15=(--shape 24,24,24 --roi 16) B3=(--shape 20,20,20 --roi 16) TUNE=(--roi 16 --tiles 2x8x4,8x8x4c) R=1 TILES=2x8x4,8x8x4c
+	B15=(--shape 24,24,24 --roi 16) B3=(--shape 20,20,20 --roi 16) TUNE=(--roi 16 --tiles 2x8x4,8x8x4c) PT=(--roi 16) R=1 TILES=2x8x4,8x8x4c
 fi
 
 # the window, per layer kind (GPU timestamps), end to end, and the timed end-to-end breakdown;
@@ -40,6 +45,13 @@ step "bench 1.5 mm f16, tuned" 45 "$CTSEG" bench "${B15[@]}" --precision f16 --r
 step "bench 1.5 mm f32" 45 "$CTSEG" bench "${B15[@]}" --precision f32 --repeat $R --json "$OUT/bench15_f32.json" --force
 step "bench 3 mm f16" 30 "$CTSEG" bench "${B3[@]}" --precision f16 --repeat $R --json "$OUT/bench3_f16.json" --force
 
+G="$DIR/golden_small"
+PY=${PYTHON:-python3} # the device image's python3 has PyTorch
+if [ -f "$G/model.pt" ] && "$PY" -c 'import torch' 2>/dev/null; then
+	step "pytorch, same GPU, f32 / TF32 / autocast" 240 env PYTHONUNBUFFERED=1 "$PY" "$(dirname "$0")/pytorch_bench.py" \
+		--weights "$G/model.pt" --input "$G/input.f32" --output "$G/output.f32" --shape 24,40,32 \
+		--repeat $R "${PT[@]}" --json "$OUT/pytorch.json"
+fi
 if [ -x "$DIR/model.test" ]; then
 	step "golden GPU tests (model)" 300 "$DIR/model.test" -test.run 'TestGPUGolden|TestGPUUnseen' -test.v
 fi
