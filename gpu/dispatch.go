@@ -80,7 +80,9 @@ func (r *Runner) Run(ds []Dispatch) error {
 			continue
 		}
 		// fires once everything submitted so far, this batch included, is done
-		r.ctx.Queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { b.done = true })
+		if err := onWorkDone(r.ctx.Queue, func() { b.done = true }); err != nil {
+			return err
+		}
 		r.inflight = append(r.inflight, b)
 		for len(r.inflight) > r.Ahead {
 			if err := r.retire(); err != nil {

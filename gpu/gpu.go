@@ -203,7 +203,9 @@ const waitTick = 200 * time.Microsecond
 // Wait blocks until all submitted work is done.
 func (c *Context) Wait() error {
 	done := false
-	c.Queue.OnSubmittedWorkDone(func(wgpu.QueueWorkDoneStatus) { done = true })
+	if err := onWorkDone(c.Queue, func() { done = true }); err != nil {
+		return err
+	}
 	c.pollUntil(&done)
 	return c.pendingError()
 }
@@ -229,13 +231,15 @@ func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
 
 // Readback is a copy of a buffer range to the host that has been submitted but not yet
 // collected. The GPU may run later submissions before Wait collects it, so a caller can queue
-// more work first and overlap the transfer (and its own use of the bytes) with it.
+// more work first and overlap the transfer (and its own use of the bytes) with it. Natively,
+// that is; the browser backend of the binding waits for the map inside ReadAsync, so there it
+// is a plain Read.
 type Readback struct {
 	c       *Context
 	staging *wgpu.Buffer
 	size    uint64
 	mapped  bool
-	status  wgpu.BufferMapAsyncStatus
+	ok      bool // the map succeeded
 }
 
 // ReadAsync submits a copy of size bytes at offset of b into a staging buffer, behind all work
@@ -266,7 +270,7 @@ func (c *Context) ReadAsync(b *Buffer, offset, size uint64) (*Readback, error) {
 	}
 	c.Queue.Submit(cmd)
 	cmd.Release()
-	if err := staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { r.status = s; r.mapped = true }); err != nil {
+	if err := mapRead(staging, size, func(ok bool) { r.ok = ok; r.mapped = true }); err != nil {
 		// the copy is queued: let it finish before the staging buffer goes
 		if werr := c.Wait(); werr != nil {
 			err = werr
@@ -281,8 +285,11 @@ func (c *Context) ReadAsync(b *Buffer, offset, size uint64) (*Readback, error) {
 func (r *Readback) Wait() ([]byte, error) {
 	defer r.Release()
 	r.c.pollUntil(&r.mapped)
-	if r.status != wgpu.BufferMapAsyncStatusSuccess {
-		return nil, fmt.Errorf("gpu: readback failed: %v", r.status)
+	if !r.ok {
+		if err := r.c.pendingError(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("gpu: readback failed: the buffer could not be mapped")
 	}
 	out := make([]byte, r.size)
 	copy(out, r.staging.GetMappedRange(0, uint(r.size)))

@@ -87,14 +87,13 @@ func (t *Timing) record(enc *wgpu.CommandEncoder, ds []Dispatch) error {
 // collect reads a finished batch's timestamps and adds each dispatch's time to its kind.
 func (t *Timing) collect(ds []Dispatch, wallSeconds float64) error {
 	size := 8 * uint64(len(ds)+1)
-	var status wgpu.BufferMapAsyncStatus
-	mapped := false
-	if err := t.q.staging.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) { status = s; mapped = true }); err != nil {
+	ok, mapped := false, false
+	if err := mapRead(t.q.staging, size, func(s bool) { ok = s; mapped = true }); err != nil {
 		return fmt.Errorf("gpu: mapping timestamps: %w", err)
 	}
 	t.ctx.pollUntil(&mapped)
-	if status != wgpu.BufferMapAsyncStatusSuccess {
-		return fmt.Errorf("gpu: reading timestamps failed: %v", status)
+	if !ok {
+		return fmt.Errorf("gpu: reading timestamps failed: the buffer could not be mapped")
 	}
 	raw := t.q.staging.GetMappedRange(0, uint(size))
 	ts := make([]uint64, len(ds)+1)

@@ -62,7 +62,7 @@ func BenchmarkExtractWindow(b *testing.B) {
 }
 
 // scatterLabels must place every byte where the voxel-by-voxel loop did, for the ring along
-// each axis (rows copied whole, or the blocked transpose).
+// each axis (rows copied whole, or written one by one along the volume's rows).
 func TestScatterLabelsMatchesPerVoxel(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for trial := 0; trial < 200; trial++ {

@@ -11,8 +11,8 @@ type GPUPlan struct {
 	Size, ROI      [3]int
 	Windows        int
 	NetworkBytes   uint64  // the network's buffers: weights, activations, norms, uniforms
-	WindowBytes    uint64  // accumulator ring, importance map, head weights and output chunk
-	TransientBytes uint64  // the most held briefly on top: a row's uniforms or a readback
+	WindowBytes    uint64  // accumulator ring, importance map, cover table, dispatch parameters, head weights and output chunk
+	TransientBytes uint64  // the most held briefly on top: one head chunk's readback
 	PeakBytes      uint64  // the sum: the run's peak GPU memory
 	MaxBinding     uint64  // the largest single binding
 	RingSlices     int     // slices of blended features held at once

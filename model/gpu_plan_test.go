@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -75,5 +76,65 @@ func TestBundleWindowFitsDefaultLimits(t *testing.T) {
 		t.Logf("f16=%v: network %d bytes, largest binding %d bytes, whole 287x287x397 run peak %d bytes", f16, p.NetworkBytes, p.MaxBinding, p.PeakBytes)
 		// issue 6's memory target for this volume
 		require.LessOrEqual(t, p.PeakBytes, uint64(1.5e9), "planned peak of the whole run")
+	}
+}
+
+// With a small binding limit the accumulator ring splits into several buffers and a row's
+// finished slices into several head chunks, each collected while the next chunk's head runs.
+// The labels and logits must not change, nothing may stay allocated, and the plan must still
+// equal the measured peak.
+func TestSmallBindingLimitsSplitTheRing(t *testing.T) {
+	ctx := gputest.Context(t)
+	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 5, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+	net, err := model.NewNet(weights.Random(cfg, 3))
+	require.NoError(t, err)
+	orig := ctx.Limits
+	defer func() { ctx.Limits = orig }()
+	// a 40x40 slot is 51 KB in f32, a 40x52 one 33 KB in f16: 8 or 13 of the 16 slots a
+	// binding (the network's own largest binding is 432 KB)
+	const small = 448 << 10
+	cases := []struct {
+		size        [3]int
+		argmax, f16 bool
+	}{
+		{[3]int{40, 40, 52}, true, false},
+		{[3]int{40, 52, 40}, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%v_argmax%v_f16%v", tc.size, tc.argmax, tc.f16), func(t *testing.T) {
+			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+			plan, err := model.PlanWindows(tc.size[0], tc.size[1], tc.size[2], opt)
+			require.NoError(t, err)
+			gopt := model.GPUOptions{F16: tc.f16}
+			vol := randomVolume(tc.size, 1)
+			run := func(limits gpu.Limits) model.WindowOutput {
+				ctx.Limits = limits
+				want, err := model.PlanGPU(cfg, plan, limits, gopt, tc.argmax)
+				require.NoError(t, err)
+				require.LessOrEqual(t, want.MaxBinding, limits.MaxStorageBufferBindingSize)
+				base := ctx.LiveBytes()
+				ctx.ResetPeak()
+				g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
+				require.NoError(t, err)
+				out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
+				if !tc.argmax {
+					out = model.WindowOutput{Logits: make([]float32, cfg.OutChannels*vol.Voxels())}
+				}
+				require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
+				g.Release()
+				require.Equal(t, base, ctx.LiveBytes(), "everything released")
+				require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
+				return out
+			}
+			whole := run(orig)
+			lim := orig
+			lim.MaxStorageBufferBindingSize = small
+			split := run(lim)
+			require.Equal(t, whole.Labels, split.Labels)
+			require.Equal(t, len(whole.Logits), len(split.Logits))
+			for i := range whole.Logits {
+				require.Equal(t, math.Float32bits(whole.Logits[i]), math.Float32bits(split.Logits[i]), "logit %d", i)
+			}
+		})
 	}
 }

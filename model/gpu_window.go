@@ -46,7 +46,8 @@ func RingDepth(plan *WindowPlan) int {
 // the GPU network, whose window size must be plan.ROI. Memory stays bounded whatever the
 // volume: the network's buffers, a ring of RingDepth(plan) slices of F blended feature
 // channels (never K logits), and one head output chunk; slices are finished (head, argmax,
-// read back into out) as soon as no later window can touch them.
+// read back) as soon as no later window can touch them, and land in out while the GPU runs
+// the next row's first window.
 func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, out WindowOutput, progress GPUWindowProgress) error {
 	if vol.C != 1 || vol.D != plan.Size[0] || vol.H != plan.Size[1] || vol.W != plan.Size[2] {
 		return fmt.Errorf("gpu: volume %dx%dx%dx%d does not match the window plan", vol.C, vol.D, vol.H, vol.W)
@@ -106,6 +107,9 @@ func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f1
 		return nil, fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", perSlice)
 	}
 	l.headNZ = min(l.headNZ, l.ring)
+	if n := uint64(paramStride * l.paramSlots()); n > limits.MaxBufferSize {
+		return nil, fmt.Errorf("gpu: %d window dispatches need %d bytes of parameters, over this device's maxBufferSize %d: use less overlap", l.paramSlots(), n, limits.MaxBufferSize)
+	}
 	return l, nil
 }
 
@@ -368,7 +372,7 @@ func (w *windowPass) slotBinding(r run) gpu.Binding {
 // its binding. Uploads are queued in order with the dispatches, and no slot is written twice.
 func (w *windowPass) param(words ...uint32) (gpu.Binding, error) {
 	if uint64(w.nparam) >= w.params.Size/paramStride {
-		return gpu.Binding{}, fmt.Errorf("gpu: internal error: more blend dispatches than the %d planned", w.params.Size/paramStride)
+		return gpu.Binding{}, fmt.Errorf("gpu: internal error: more dispatches than the %d planned parameter slots", w.params.Size/paramStride)
 	}
 	data := gpu.Uint32Bytes(words)
 	off := uint64(w.nparam * paramStride)

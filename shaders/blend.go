@@ -137,7 +137,7 @@ func (h *Head) Name() string {
 	if h.Argmax {
 		mode = "argmax"
 	}
-	return fmt.Sprintf("head-%s %d->%d %dx%dx%d", mode, h.Acc.C, h.K, h.NZ, h.Acc.HV, h.Acc.WV)
+	return fmt.Sprintf("head-%s %d->%d slices of %dx%d", mode, h.Acc.C, h.K, h.Acc.HV, h.Acc.WV)
 }
 func (h *Head) Kind() string { return "head" }
 
