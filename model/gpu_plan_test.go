@@ -138,3 +138,25 @@ func TestSmallBindingLimitsSplitTheRing(t *testing.T) {
 		})
 	}
 }
+
+// Every blend and head dispatch has its own 256-byte parameter slot: with a very high overlap
+// their buffer can outgrow maxBufferSize, which the plan must say up front rather than the
+// device at buffer creation.
+func TestPlanRefusesTooManyDispatchParameters(t *testing.T) {
+	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 5, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
+	limits := gpu.DefaultLimits()
+	limits.MaxBufferSize = 1 << 20
+	for _, tc := range []struct {
+		overlap float64
+		ok      bool
+	}{{0.25, true}, {0.9, false}} {
+		plan, err := model.PlanWindows(40, 40, 40, model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: tc.overlap, Mode: model.Gaussian, SigmaScale: 0.125})
+		require.NoError(t, err)
+		_, err = model.PlanGPU(cfg, plan, limits, model.GPUOptions{}, true)
+		if tc.ok {
+			require.NoError(t, err, "overlap %v", tc.overlap)
+		} else {
+			require.ErrorContains(t, err, "use less overlap", "overlap %v: %d windows", tc.overlap, plan.NumWindows())
+		}
+	}
+}
