@@ -33,29 +33,37 @@ func TestPlanMatchesRun(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%v_f16%v_argmax%v", tc.size, tc.f16, tc.argmax), func(t *testing.T) {
-			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
-			plan, err := model.PlanWindows(tc.size[0], tc.size[1], tc.size[2], opt)
-			require.NoError(t, err)
-			gopt := model.GPUOptions{F16: tc.f16}
-			want, err := model.PlanGPU(cfg, plan, ctx.Limits, gopt, tc.argmax)
-			require.NoError(t, err)
-
-			base := ctx.LiveBytes()
-			ctx.ResetPeak()
-			g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
-			require.NoError(t, err)
-			require.Equal(t, want.NetworkBytes, g.PlanBytes)
-			vol := randomVolume(tc.size, 1)
-			out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
-			if !tc.argmax {
-				out = model.WindowOutput{Logits: make([]float32, cfg.OutChannels*vol.Voxels())}
-			}
-			require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
-			g.Release()
-			require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
-			require.Equal(t, base, ctx.LiveBytes(), "every buffer released")
+			runPlanned(t, ctx, net, randomVolume(tc.size, 1), model.GPUOptions{F16: tc.f16}, tc.argmax)
 		})
 	}
+}
+
+// runPlanned plans and runs the GPU sliding window (16^3 windows, overlap 0.25) over vol on
+// ctx as it is, and requires the planned network size and peak to equal the measured ones and
+// every buffer to be released afterwards.
+func runPlanned(t *testing.T, ctx *gpu.Context, net *model.Net, vol *model.Tensor, gopt model.GPUOptions, argmax bool) model.WindowOutput {
+	t.Helper()
+	opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+	plan, err := model.PlanWindows(vol.D, vol.H, vol.W, opt)
+	require.NoError(t, err)
+	want, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, argmax)
+	require.NoError(t, err)
+	require.LessOrEqual(t, want.MaxBinding, ctx.Limits.MaxStorageBufferBindingSize)
+
+	base := ctx.LiveBytes()
+	ctx.ResetPeak()
+	g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
+	require.NoError(t, err)
+	require.Equal(t, want.NetworkBytes, g.PlanBytes)
+	out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
+	if !argmax {
+		out = model.WindowOutput{Logits: make([]float32, net.Cfg.OutChannels*vol.Voxels())}
+	}
+	require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
+	g.Release()
+	require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
+	require.Equal(t, base, ctx.LiveBytes(), "every buffer released")
+	return out
 }
 
 // TestBundleWindowFitsDefaultLimits plans the full bundle model (F=32, K=105) for its 96^3
@@ -102,34 +110,12 @@ func TestSmallBindingLimitsSplitTheRing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%v_argmax%v_f16%v", tc.size, tc.argmax, tc.f16), func(t *testing.T) {
-			opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
-			plan, err := model.PlanWindows(tc.size[0], tc.size[1], tc.size[2], opt)
-			require.NoError(t, err)
-			gopt := model.GPUOptions{F16: tc.f16}
 			vol := randomVolume(tc.size, 1)
-			run := func(limits gpu.Limits) model.WindowOutput {
-				ctx.Limits = limits
-				want, err := model.PlanGPU(cfg, plan, limits, gopt, tc.argmax)
-				require.NoError(t, err)
-				require.LessOrEqual(t, want.MaxBinding, limits.MaxStorageBufferBindingSize)
-				base := ctx.LiveBytes()
-				ctx.ResetPeak()
-				g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
-				require.NoError(t, err)
-				out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
-				if !tc.argmax {
-					out = model.WindowOutput{Logits: make([]float32, cfg.OutChannels*vol.Voxels())}
-				}
-				require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
-				g.Release()
-				require.Equal(t, base, ctx.LiveBytes(), "everything released")
-				require.Equal(t, want.PeakBytes, ctx.PeakBytes()-base, "measured peak vs plan")
-				return out
-			}
-			whole := run(orig)
-			lim := orig
-			lim.MaxStorageBufferBindingSize = small
-			split := run(lim)
+			gopt := model.GPUOptions{F16: tc.f16}
+			ctx.Limits = orig
+			whole := runPlanned(t, ctx, net, vol, gopt, tc.argmax)
+			ctx.Limits.MaxStorageBufferBindingSize = small
+			split := runPlanned(t, ctx, net, vol, gopt, tc.argmax)
 			require.Equal(t, whole.Labels, split.Labels)
 			require.Equal(t, len(whole.Logits), len(split.Logits))
 			for i := range whole.Logits {
