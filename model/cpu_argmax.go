@@ -1,10 +1,9 @@
 package model
 
-// HeadArgmax applies the final 1x1x1 conv to blended features and returns, per voxel, the
-// class with the largest logit (the first one on ties, as torch.argmax; softmax does not
-// change the order). It works voxel by voxel, so the K-channel logits never exist whole.
+// HeadArgmax applies the final 1x1x1 conv to features [F][D][H][W] and returns the argmax
+// class of every voxel (first maximum wins, as torch.argmax), without the K-channel logits.
 func (n *Net) HeadArgmax(feat *Tensor) []uint8 {
-	f, k := n.Final.In, n.Final.Out
+	f := n.Final.In
 	nv := feat.Voxels()
 	out := make([]uint8, nv)
 	parallelFor(ceilDivInt(nv, 4096), func(chunk int) {
@@ -13,21 +12,27 @@ func (n *Net) HeadArgmax(feat *Tensor) []uint8 {
 			for c := 0; c < f; c++ {
 				x[c] = feat.Data[c*nv+v]
 			}
-			best, arg := float32(0), 0
-			for o := 0; o < k; o++ {
-				s := n.Final.B[o]
-				w := n.Final.W[o*f : (o+1)*f]
-				for c, xc := range x {
-					s += w[c] * xc
-				}
-				if o == 0 || s > best {
-					best, arg = s, o
-				}
-			}
-			out[v] = uint8(arg)
+			out[v] = n.argmax1(x)
 		}
 	})
 	return out
+}
+
+// argmax1 is the class of one voxel's features x.
+func (n *Net) argmax1(x []float32) uint8 {
+	f, k := n.Final.In, n.Final.Out
+	best, arg := float32(0), 0
+	for o := 0; o < k; o++ {
+		s := n.Final.B[o]
+		w := n.Final.W[o*f : (o+1)*f]
+		for c, xc := range x {
+			s += w[c] * xc
+		}
+		if o == 0 || s > best {
+			best, arg = s, o
+		}
+	}
+	return uint8(arg)
 }
 
 func ceilDivInt(a, b int) int { return (a + b - 1) / b }

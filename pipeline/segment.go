@@ -68,7 +68,8 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	if opt.GPU != nil {
 		dhw, err = segmentGPU(vol, plan, net, opt, res, progress, st)
 	} else {
-		dhw, err = segmentCPU(vol, opt.window(), plan.NumWindows(), net, progress)
+		// the CPU reference: the head and argmax slice by slice as slices become final
+		dhw, err = net.SlidingWindowLabels(vol, opt.window(), progress)
 	}
 	if err != nil {
 		return nil, err
@@ -118,27 +119,6 @@ func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt O
 	}
 	res.PeakGPU = ctx.PeakBytes() - base
 	return out, nil
-}
-
-// segmentCPU is the reference path: features blended over windows (F channels, not K), then
-// the head and argmax slice by slice.
-func segmentCPU(vol *model.Tensor, wopt model.WindowOptions, total int, net *model.Net, progress model.GPUWindowProgress) ([]uint8, error) {
-	done := 0
-	feat, err := model.SlidingWindow(vol, wopt, net.Cfg.InitFilters, func(win *model.Tensor) (*model.Tensor, error) {
-		f, err := net.Features(win)
-		if err != nil {
-			return nil, err
-		}
-		done++
-		if err := progress(done, total); err != nil {
-			return nil, err
-		}
-		return f, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return net.HeadArgmax(feat), nil
 }
 
 // LabelFileOptions are the options every writer of a label map uses, so `ctseg segment`,
