@@ -165,10 +165,16 @@ func (c *Context) ResetPeak() {
 // Float32Bytes encodes floats little-endian, as every buffer upload wants them.
 func Float32Bytes(v []float32) []byte {
 	out := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
-	}
+	PutFloat32s(out, v)
 	return out
+}
+
+// PutFloat32s encodes v into dst (at least 4*len(v) bytes), for uploads that reuse one
+// buffer: Write copies the bytes before it returns.
+func PutFloat32s(dst []byte, v []float32) {
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
+	}
 }
 
 // Uint32Bytes encodes words little-endian.

@@ -399,6 +399,7 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 	windows := plan.Windows()
 	done, entered, finished := 0, 0, 0
 	inBuf := make([]float32, g.D*g.H*g.W)
+	inBytes := make([]byte, 4*len(inBuf)) // one upload buffer: 3.5 MB a 96^3 window otherwise
 	for ri, s := range plan.Starts[a] {
 		z0, z1 := w.rowZ(s)
 		var ds []gpu.Dispatch
@@ -418,7 +419,8 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 				continue
 			}
 			extractWindow(vol, st, pad, plan.ROI, inBuf)
-			if err := g.ctx.Write(g.Input, 0, gpu.Float32Bytes(inBuf)); err != nil {
+			gpu.PutFloat32s(inBytes, inBuf)
+			if err := g.ctx.Write(g.Input, 0, inBytes); err != nil {
 				return err
 			}
 			ds := append([]gpu.Dispatch(nil), g.Dispatches...)
