@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean
+.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean device-kit
 
 all: build
 
@@ -52,6 +52,17 @@ ADDR ?= 127.0.0.1:8080
 run: deps build
 	@./bin/ctseg weights fetch --variant all || echo "make run: the weights could not be fetched (see above); the app starts anyway. Offline: ./bin/ctseg weights import FILE (README)" >&2
 	./bin/ctseg serve --addr $(ADDR) $(if $(WEIGHTS),--weights-dir $(WEIGHTS))
+
+# What a GPU machine without Go needs for scripts/device_bench.sh: the binary, the small golden
+# checkpoint (PyTorch's self-check and timing on the same GPU) in bin/, and the Vulkan loader
+# packages in .gl/ (unpacked there first: see the script's header). Carry bin and .gl.
+SHARED ?= $(or $(CTSEG_SHARED),../shared)
+device-kit: build
+	mkdir -p bin/golden_small .gl /tmp/ctseg-apt-amd64/partial
+	cp $(SHARED)/golden/segresnet_small/model.pt $(SHARED)/golden/segresnet_small/input.f32 \
+		$(SHARED)/golden/segresnet_small/output.f32 bin/golden_small/
+	o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/ctseg-apt-amd64'; \
+		apt-get $$o update -qq && cd .gl && apt-get $$o download libvulkan1
 
 clean:
 	rm -rf bin dist $(WASM_DIR)/ctseg.wasm $(WASM_DIR)/wasm_exec.js

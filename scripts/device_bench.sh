@@ -9,16 +9,22 @@
 # present beside the binary: model.test / shaders.test (the GPU golden tests, built with
 # `go test -c`), big_ct.nii.gz + weights.safetensors (a whole `ctseg segment`).
 #
-# For a machine without Go, build here and carry the results: `make build` (or, smaller,
-# `go build -ldflags "-s -w" -o bin/ctseg ./native/cmd/ctseg`), and for the golden tests
-# `go test -c -o bin/model.test ./model/` with CTSEG_SHARED set on the device to a copy of the
-# ../shared folders they read (golden/segresnet_small and golden/sliding_window are 15 MB;
-# golden/segresnet_full, 86 MB, only for the full-size cases).
+# For a machine without Go: `make device-kit` here puts the binary and the small golden
+# checkpoint in bin/ and the Vulkan loader package in .gl/; carry both and run, in one call,
 #
-# PyTorch on the same GPU (the ratio BENCHMARKS.md gives): when python3 has torch and
-# $DIR/golden_small holds ../shared/golden/segresnet_small's model.pt, input.f32 and
+#   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig;
+#   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json;
+#   scripts/device_bench.sh bin/ctseg $OUT
+#
+# For the golden tests on the GPU too, `go test -c -o bin/model.test ./model/`, with
+# CTSEG_SHARED set on the device to a copy of the ../shared folders they read
+# (golden/segresnet_small and golden/sliding_window are 15 MB; golden/segresnet_full, 86 MB,
+# only for the full-size cases).
+#
+# PyTorch on the same GPU (the ratio BENCHMARKS.md gives): when python3 ($PYTHON) has torch
+# and $DIR/golden_small holds ../shared/golden/segresnet_small's model.pt, input.f32 and
 # output.f32 (4 MB; the script first checks itself against that output), it runs
-# scripts/pytorch_bench.py too. Carry bin/ with them; the device image has PyTorch.
+# scripts/pytorch_bench.py too. The device image's python3 has PyTorch.
 set -u
 CTSEG=${1:-bin/ctseg}
 OUT=${2:-${OUT:-bench-out}}
