@@ -5,7 +5,8 @@
 #
 #   scripts/device_bench.sh [CTSEG [OUTDIR]]     defaults: bin/ctseg, bench-out
 #
-# Each step has a timeout so one hung step cannot eat the machine's time. Optional extras when
+# Each step has a timeout so one hung step cannot eat the machine's time; the benches, tune
+# and PyTorch add up to at most 540 s, inside one 10-minute call. Optional extras when
 # present beside the binary: model.test / shaders.test (the GPU golden tests, built with
 # `go test -c`), big_ct.nii.gz + weights.safetensors (a whole `ctseg segment`).
 #
@@ -54,7 +55,7 @@ step "bench 3 mm f16" 30 "$CTSEG" bench "${B3[@]}" --precision f16 --repeat $R -
 G="$DIR/golden_small"
 PY=${PYTHON:-python3} # the device image's python3 has PyTorch
 if [ -f "$G/model.pt" ] && "$PY" -c 'import torch' 2>/dev/null; then
-	step "pytorch, same GPU, f32 / TF32 / autocast" 240 env PYTHONUNBUFFERED=1 "$PY" "$(dirname "$0")/pytorch_bench.py" \
+	step "pytorch, same GPU, f32 / TF32 / autocast" 120 env PYTHONUNBUFFERED=1 "$PY" "$(dirname "$0")/pytorch_bench.py" \
 		--weights "$G/model.pt" --input "$G/input.f32" --output "$G/output.f32" --shape 24,40,32 \
 		--repeat $R "${PT[@]}" --json "$OUT/pytorch.json"
 fi
