@@ -331,41 +331,63 @@ func Crop(x *Tensor, start, size [3]int) (*Tensor, error) {
 // Blender accumulates window outputs like MONAI: out += w * logits and count += w over the
 // padded volume, in float32 and in window order, then out / count, cropped to the image.
 // The GPU executor replaces this part and keeps the plan and the map.
+//
+// A ring blender (newRingBlender) holds only ROI[0] padded D-slices, slice z in slot
+// z % depth, and sums the weights as windows are added rather than up front: with windows
+// added in plan order (first axis outermost) each voxel sees the same additions in the same
+// order, and a slice is final once a window row starts after it (Net.SlidingWindowLabels).
 type Blender struct {
 	plan    *WindowPlan
 	weights []float32 // the importance map, ROI-sized
-	out     *Tensor   // sum of w * logits over the padded volume
-	count   []float32 // sum of w over the padded volume
+	depth   int       // padded D-slices held: all, or ROI[0] in a ring
+	ring    bool      // count is summed in Add; slices are finished and their slots reused
+	out     *Tensor   // sum of w * logits, [C][depth][padded H][padded W]
+	count   []float32 // sum of w, [depth][padded H][padded W]
 	done    bool      // Result has divided out in place
 }
 
 // NewBlender prepares the accumulation of channels-channel window outputs for plan. Like
 // MONAI's buffer setup, it sums the weight map over every window of the plan at once.
 func NewBlender(plan *WindowPlan, channels int) (*Blender, error) {
-	if plan == nil || channels <= 0 {
-		return nil, fmt.Errorf("blender: need a plan and a positive channel count (got %d)", channels)
-	}
-	pd := plan.Padded
-	b := &Blender{
-		plan:    plan,
-		weights: plan.ImportanceMap(),
-		out:     NewTensor(channels, pd[0], pd[1], pd[2]),
-		count:   make([]float32, pd[0]*pd[1]*pd[2]),
-	}
-	if b.weights == nil {
-		return nil, fmt.Errorf("blender: no importance map for roi %v, sigma scale %v", plan.ROI, plan.SigmaScale)
+	b, err := newBlender(plan, channels, false)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range plan.Windows() {
-		b.eachRow(s, func(dst, w []float32, _ int) {
-			for i := range dst {
-				dst[i] += w[i]
-			}
-		}, b.count)
+		b.addWeights(s)
 	}
 	return b, nil
 }
 
-// eachRow calls f on every W-row of the window at start: dst the row of the padded
+// newRingBlender is a Blender of ROI[0] slots (see Blender).
+func newRingBlender(plan *WindowPlan, channels int) (*Blender, error) {
+	return newBlender(plan, channels, true)
+}
+
+func newBlender(plan *WindowPlan, channels int, ring bool) (*Blender, error) {
+	if plan == nil || channels <= 0 {
+		return nil, fmt.Errorf("blender: need a plan and a positive channel count (got %d)", channels)
+	}
+	pd := plan.Padded
+	depth := pd[0]
+	if ring {
+		depth = plan.ROI[0]
+	}
+	b := &Blender{
+		plan:    plan,
+		weights: plan.ImportanceMap(),
+		depth:   depth,
+		ring:    ring,
+		out:     NewTensor(channels, depth, pd[1], pd[2]),
+		count:   make([]float32, depth*pd[1]*pd[2]),
+	}
+	if b.weights == nil {
+		return nil, fmt.Errorf("blender: no importance map for roi %v, sigma scale %v", plan.ROI, plan.SigmaScale)
+	}
+	return b, nil
+}
+
+// eachRow calls f on every W-row of the window at start: dst the row of the held
 // single-channel volume vol, w the matching row of the weight map, r the row's index
 // within the window (row r of the window's plane-major layout).
 func (b *Blender) eachRow(start [3]int, f func(dst, w []float32, r int), vol []float32) {
@@ -373,10 +395,19 @@ func (b *Blender) eachRow(start [3]int, f func(dst, w []float32, r int), vol []f
 	for z := range roi[0] {
 		for y := range roi[1] {
 			r := z*roi[1] + y
-			off := ((start[0]+z)*pd[1]+start[1]+y)*pd[2] + start[2]
+			off := (((start[0]+z)%b.depth)*pd[1]+start[1]+y)*pd[2] + start[2]
 			f(vol[off:off+roi[2]], b.weights[r*roi[2]:(r+1)*roi[2]], r)
 		}
 	}
+}
+
+// addWeights adds the window at start's importance map to count.
+func (b *Blender) addWeights(start [3]int) {
+	b.eachRow(start, func(dst, w []float32, _ int) {
+		for i := range dst {
+			dst[i] += w[i]
+		}
+	}, b.count)
 }
 
 // Add blends the output of the window at start (one of plan.Windows()).
@@ -397,9 +428,15 @@ func (b *Blender) Add(start [3]int, logits *Tensor) error {
 			return fmt.Errorf("window at %v outside the padded volume %v", start, pd)
 		}
 	}
-	vox := pd[0] * pd[1] * pd[2]
+	vox := len(b.count)
 	win := roi[0] * roi[1] * roi[2]
-	parallelFor(b.out.C, func(c int) {
+	parallelFor(b.out.C+1, func(c int) {
+		if c == b.out.C { // the weights, here only in a ring
+			if b.ring {
+				b.addWeights(start)
+			}
+			return
+		}
 		src := logits.Data[c*win : (c+1)*win]
 		b.eachRow(start, func(dst, w []float32, r int) {
 			l := src[r*roi[2] : (r+1)*roi[2]]
@@ -413,12 +450,13 @@ func (b *Blender) Add(start [3]int, logits *Tensor) error {
 	return nil
 }
 
-// Result divides the accumulated outputs by the accumulated weights and crops the padding
-// off. Every voxel is covered by at least one window, and every weight is at least 1e-3, so
-// the division is always defined. It can be called once.
+// Result divides out by count and crops the padding: the blended outputs of the image.
 func (b *Blender) Result() (*Tensor, error) {
 	if b.done {
 		return nil, fmt.Errorf("blender: Result called twice")
+	}
+	if b.ring {
+		return nil, fmt.Errorf("blender: a ring holds no whole result")
 	}
 	b.done = true
 	vox := len(b.count)
@@ -434,6 +472,53 @@ func (b *Blender) Result() (*Tensor, error) {
 	return Crop(b.out, b.plan.PadBefore, b.plan.Size)
 }
 
+// paddedInput plans the windows over x and pads x for them (replicate).
+func paddedInput(x *Tensor, opt WindowOptions) (*WindowPlan, *Tensor, error) {
+	if err := checkTensor("sliding window input", x); err != nil {
+		return nil, nil, err
+	}
+	plan, err := PlanWindows(x.D, x.H, x.W, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	padded, err := PadReplicate(x, plan.PadBefore, plan.PadAfter)
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan, padded, nil
+}
+
+// slide runs predict on every window of b's plan, cut out of padded, in plan order, and adds
+// the outputs to b. rowStart, when set, is called before the first window of every row along
+// the first axis with the row's start; progress, when set, after every window (an error from
+// it stops the run).
+func (b *Blender) slide(padded *Tensor, predict func(win *Tensor) (*Tensor, error), rowStart func(z int), progress func(done, total int) error) error {
+	plan := b.plan
+	windows := plan.Windows()
+	for i, s := range windows {
+		if rowStart != nil && (i == 0 || s[0] != windows[i-1][0]) {
+			rowStart(s[0])
+		}
+		win, err := Crop(padded, s, plan.ROI)
+		if err != nil {
+			return err
+		}
+		out, err := predict(win)
+		if err != nil {
+			return fmt.Errorf("sliding window %d/%d at %v: %w", i+1, len(windows), s, err)
+		}
+		if err := b.Add(s, out); err != nil {
+			return fmt.Errorf("sliding window %d/%d: %w", i+1, len(windows), err)
+		}
+		if progress != nil {
+			if err := progress(i+1, len(windows)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // SlidingWindow runs predict on every window of x (ROI-sized, x's channels) and blends the
 // outChannels-channel outputs as MONAI's SlidingWindowInferer does: replicate padding where
 // x is smaller than the window, weighted mean by the importance map, crop back to x's size.
@@ -442,17 +527,10 @@ func (b *Blender) Result() (*Tensor, error) {
 // head is linear and the blend a normalised weighted mean, so that equals blending the
 // logits (up to rounding) with F/K of the accumulator memory.
 func SlidingWindow(x *Tensor, opt WindowOptions, outChannels int, predict func(win *Tensor) (*Tensor, error)) (*Tensor, error) {
-	if err := checkTensor("sliding window input", x); err != nil {
-		return nil, err
-	}
 	if predict == nil {
 		return nil, fmt.Errorf("sliding window: nil predict function")
 	}
-	plan, err := PlanWindows(x.D, x.H, x.W, opt)
-	if err != nil {
-		return nil, err
-	}
-	padded, err := PadReplicate(x, plan.PadBefore, plan.PadAfter)
+	plan, padded, err := paddedInput(x, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -460,18 +538,8 @@ func SlidingWindow(x *Tensor, opt WindowOptions, outChannels int, predict func(w
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range plan.Windows() {
-		win, err := Crop(padded, s, plan.ROI)
-		if err != nil {
-			return nil, err
-		}
-		out, err := predict(win)
-		if err != nil {
-			return nil, fmt.Errorf("sliding window %d/%d at %v: %w", i+1, plan.NumWindows(), s, err)
-		}
-		if err := blend.Add(s, out); err != nil {
-			return nil, fmt.Errorf("sliding window %d/%d: %w", i+1, plan.NumWindows(), err)
-		}
+	if err := blend.slide(padded, predict, nil, nil); err != nil {
+		return nil, err
 	}
 	return blend.Result()
 }
