@@ -112,7 +112,12 @@ func (c *Context) NewBuffer(label string, size uint64) (*Buffer, error) {
 	if size > c.Limits.MaxBufferSize {
 		return nil, fmt.Errorf("gpu: buffer %s needs %d bytes, over the device's maxBufferSize %d", label, size, c.Limits.MaxBufferSize)
 	}
-	b, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: label, Size: size, Usage: storageUsage})
+	return c.newBuffer(label, size, storageUsage)
+}
+
+// newBuffer creates a buffer of any usage and counts it towards the live bytes until Release.
+func (c *Context) newBuffer(label string, size uint64, usage wgpu.BufferUsage) (*Buffer, error) {
+	b, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: label, Size: size, Usage: usage})
 	if err != nil {
 		return nil, fmt.Errorf("gpu: creating buffer %s (%d bytes): %w", label, size, err)
 	}
@@ -242,8 +247,7 @@ func (c *Context) Read(b *Buffer, offset, size uint64) ([]byte, error) {
 // is a plain Read.
 type Readback struct {
 	c       *Context
-	staging *wgpu.Buffer
-	size    uint64
+	staging *Buffer // counted towards the peak like any buffer
 	mapped  bool
 	ok      bool // the map succeeded
 }
@@ -255,19 +259,18 @@ func (c *Context) ReadAsync(b *Buffer, offset, size uint64) (*Readback, error) {
 	if offset+size > b.Size || offset%4 != 0 || size%4 != 0 {
 		return nil, fmt.Errorf("gpu: read of %d bytes at %d from a %d-byte buffer", size, offset, b.Size)
 	}
-	staging, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: "readback", Size: size, Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	staging, err := c.newBuffer("readback", size, wgpu.BufferUsageMapRead|wgpu.BufferUsageCopyDst)
 	if err != nil {
-		return nil, fmt.Errorf("gpu: staging buffer: %w", err)
+		return nil, err
 	}
-	c.count(int64(size)) // staging is device memory too: the peak includes it
-	r := &Readback{c: c, staging: staging, size: size}
+	r := &Readback{c: c, staging: staging}
 	fail := func(err error) (*Readback, error) { r.Release(); return nil, err }
 	enc, err := c.Device.CreateCommandEncoder(nil)
 	if err != nil {
 		return fail(err)
 	}
 	defer enc.Release()
-	if err := enc.CopyBufferToBuffer(b.B, offset, staging, 0, size); err != nil {
+	if err := enc.CopyBufferToBuffer(b.B, offset, staging.B, 0, size); err != nil {
 		return fail(fmt.Errorf("gpu: copy for readback: %w", err))
 	}
 	cmd, err := enc.Finish(nil)
@@ -276,7 +279,7 @@ func (c *Context) ReadAsync(b *Buffer, offset, size uint64) (*Readback, error) {
 	}
 	c.Queue.Submit(cmd)
 	cmd.Release()
-	if err := mapRead(staging, size, func(ok bool) { r.ok = ok; r.mapped = true }); err != nil {
+	if err := mapRead(staging.B, size, func(ok bool) { r.ok = ok; r.mapped = true }); err != nil {
 		// the copy is queued: let it finish before the staging buffer goes
 		if werr := c.Wait(); werr != nil {
 			err = werr
@@ -297,9 +300,10 @@ func (r *Readback) Wait() ([]byte, error) {
 		}
 		return nil, fmt.Errorf("gpu: readback failed: the buffer could not be mapped")
 	}
-	out := make([]byte, r.size)
-	copy(out, r.staging.GetMappedRange(0, uint(r.size)))
-	r.staging.Unmap()
+	size := r.staging.Size
+	out := make([]byte, size)
+	copy(out, r.staging.B.GetMappedRange(0, uint(size)))
+	r.staging.B.Unmap()
 	if err := r.c.pendingError(); err != nil {
 		return nil, err
 	}
@@ -309,11 +313,7 @@ func (r *Readback) Wait() ([]byte, error) {
 // Release drops the staging buffer without reading it (on an error path; Wait releases by
 // itself). It is safe to call more than once.
 func (r *Readback) Release() {
-	if r == nil || r.staging == nil {
-		return
+	if r != nil {
+		r.staging.Release()
 	}
-	r.staging.Destroy()
-	r.staging.Release()
-	r.staging = nil
-	r.c.count(-int64(r.size))
 }

@@ -114,15 +114,14 @@ func (c *Context) BindGroup(p *Pipeline, bs ...Binding) (*wgpu.BindGroup, error)
 // NewUniform creates a uniform buffer holding data (padded to 16 bytes).
 func (c *Context) NewUniform(label string, data []byte) (*Buffer, error) {
 	size := uint64((len(data) + 15) &^ 15)
-	b, err := c.Device.CreateBuffer(&wgpu.BufferDescriptor{Label: label, Size: size, Usage: wgpu.BufferUsageUniform | wgpu.BufferUsageCopyDst})
+	buf, err := c.newBuffer(label, size, wgpu.BufferUsageUniform|wgpu.BufferUsageCopyDst)
 	if err != nil {
-		return nil, fmt.Errorf("gpu: uniform %s: %w", label, err)
+		return nil, err
 	}
-	c.count(int64(size))
-	buf := &Buffer{B: b, Size: size, ctx: c}
 	padded := make([]byte, size)
 	copy(padded, data)
 	if err := c.Write(buf, 0, padded); err != nil {
+		buf.Release()
 		return nil, err
 	}
 	return buf, nil
