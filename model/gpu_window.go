@@ -160,6 +160,17 @@ func (l *windowLayout) finishedBefore(ri int) int {
 	return l.plan.Size[l.axis]
 }
 
+// headRuns are the head chunks run after row ri: the slices from the row's own first one (the
+// previous row's finishedBefore) to the next row's first one, split at ring wrap-around,
+// segments and the chunk size.
+func (l *windowLayout) headRuns(ri int) []run {
+	from := 0
+	if ri > 0 {
+		from = l.finishedBefore(ri - 1)
+	}
+	return l.runs(from, l.finishedBefore(ri), l.headNZ)
+}
+
 // paramStride is the distance between two dispatches' parameters in their uniform buffer:
 // WebGPU's uniform offset alignment at its largest (every device allows it).
 const paramStride = 256
@@ -168,13 +179,11 @@ const paramStride = 256
 // slot of parameters, written once, so no upload ever waits for a dispatch that still reads a
 // slot.
 func (l *windowLayout) paramSlots() int {
-	n, finished := 0, 0
+	n := 0
 	for ri, s := range l.plan.Starts[l.axis] { // the same walk as windowPass.run
 		z0, z1 := l.rowZ(s)
 		n += len(l.plan.Starts[l.pb]) * len(l.plan.Starts[l.pc]) * len(l.runs(z0, z1, l.ring))
-		next := l.finishedBefore(ri)
-		n += len(l.runs(finished, next, l.headNZ))
-		finished = max(finished, next)
+		n += len(l.headRuns(ri))
 	}
 	return n
 }
@@ -234,13 +243,10 @@ func (l *windowLayout) passBytes(roi [3]int, cfg weights.Config) uint64 {
 
 func (l *windowLayout) transientBytes() uint64 {
 	var most uint64
-	finished := 0
 	for ri := range l.plan.Starts[l.axis] { // the same walk as windowPass.run
-		next := l.finishedBefore(ri)
-		for _, r := range l.runs(finished, next, l.headNZ) {
+		for _, r := range l.headRuns(ri) {
 			most = max(most, l.outBytes(r.nz))
 		}
-		finished = max(finished, next)
 	}
 	return most
 }
@@ -451,11 +457,10 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 			}
 		}
 		// slices before the next row's first slice are final
-		next := w.finishedBefore(ri)
-		if err := w.finish(finished, next, out); err != nil {
+		if err := w.finish(w.headRuns(ri), out); err != nil {
 			return err
 		}
-		finished = max(finished, next)
+		finished = w.finishedBefore(ri)
 	}
 	if err := w.collect(out); err != nil {
 		return err
@@ -466,13 +471,13 @@ func (w *windowPass) run(vol *Tensor, out WindowOutput, progress GPUWindowProgre
 	return w.runner.Drain()
 }
 
-// finish runs the head over slices [z0, z1) of the ring's axis and starts reading the
+// finish runs the head over the runs of the ring's axis and starts reading the
 // results back; collect scatters them into out. Each chunk but the last is collected while
 // the GPU runs the next chunk's head; the last is left pending for the next row (or the end
 // of the pass). One readback at a time keeps the staging memory to one chunk.
-func (w *windowPass) finish(z0, z1 int, out WindowOutput) error {
+func (w *windowPass) finish(runs []run, out WindowOutput) error {
 	ctx := w.g.ctx
-	for _, r := range w.runs(z0, z1, w.headNZ) {
+	for _, r := range runs {
 		spec := *w.head
 		spec.NZ = r.nz
 		u, err := w.param(shaders.HeadParams(r.z0, r.nz*w.acc.HV*w.acc.WV)...)
