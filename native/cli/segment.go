@@ -24,14 +24,15 @@ import (
 )
 
 func init() {
-	register("segment", "segment a CT (NIfTI) into the bundle's 104 structures", runSegment)
+	register("segment", "segment a CT (NIfTI or DICOM series) into the bundle's 104 structures", runSegment)
 	register("preprocess", "apply the bundle's preprocessing and write the network's input", runPreprocess)
 	register("invert", "map a label map on the preprocessed grid back onto the input CT's grid", runInvert)
 }
 
 func runSegment(env *Env, args []string) error {
-	fs := newFlags(env, "segment", "--input CT.nii.gz --output LABELS.nii.gz [--weights FILE] [flags]")
-	in := fs.String("input", "", "CT volume (.nii or .nii.gz)")
+	fs := newFlags(env, "segment", "--input CT.nii.gz|DICOM_FOLDER --output LABELS.nii.gz [--weights FILE] [flags]")
+	in := fs.String("input", "", inputHelp)
+	series := fs.String("series", "", seriesHelp)
 	out := fs.String("output", "", "label map to write (.nii or .nii.gz), on the input's grid")
 	wpath := fs.String("weights", "", "MONAI checkpoint or ctseg weight file (default: the cached weights of --spacing, see `ctseg weights`)")
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
@@ -69,7 +70,7 @@ func runSegment(env *Env, args []string) error {
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
 	if *dry {
-		return segmentDryRun(env, *in, *wpath, *spacing, wopt, f16, *device == "gpu")
+		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, *device == "gpu")
 	}
 	ao := atomicfile.Options{Force: *force, Inputs: []string{*in, *wpath}}
 	if err := atomicfile.Check(*out, ao); err != nil {
@@ -127,7 +128,7 @@ func runSegment(env *Env, args []string) error {
 		setup <- nil
 	}
 	t := time.Now()
-	ct, ctHeader, readErr := volume.ReadNIfTI(*in)
+	ct, ctHeader, readErr := readCT(env, *in, *series, *verbose)
 	stages = append(stages, pipeline.Stage{Name: "read CT", Seconds: time.Since(t).Seconds()})
 	err = <-setup
 	if opt.Net != nil {
@@ -221,8 +222,8 @@ func resolveWeights(path string, spacing float64, precision string) (string, err
 }
 
 // segmentDryRun prints the plan from the same planner the run uses, reading only the header.
-func segmentDryRun(env *Env, in, wpath string, spacing float64, wopt model.WindowOptions, f16, useGPU bool) error {
-	h, err := volume.ReadHeader(in)
+func segmentDryRun(env *Env, in, series, wpath string, spacing float64, wopt model.WindowOptions, f16, useGPU bool) error {
+	h, err := readGrid(env, in, series, false)
 	if err != nil {
 		return err
 	}
@@ -306,7 +307,8 @@ func (b *windowBar) finish() {
 
 func runPreprocess(env *Env, args []string) error {
 	fs := newFlags(env, "preprocess", "--input CT --spacing 1.5|3 --output OUT.nii.gz")
-	in := fs.String("input", "", "CT volume (.nii or .nii.gz)")
+	in := fs.String("input", "", inputHelp)
+	series := fs.String("series", "", seriesHelp)
 	out := fs.String("output", "", "float32 NIfTI to write")
 	spacing := fs.Float64("spacing", 1.5, "target spacing in mm: 1.5 or 3")
 	force := fs.Bool("force", false, "overwrite an existing output")
@@ -322,7 +324,7 @@ func runPreprocess(env *Env, args []string) error {
 	if err := atomicfile.Check(*out, atomicfile.Options{Force: *force, Inputs: []string{*in}}); err != nil {
 		return err
 	}
-	ct, h, err := volume.ReadNIfTI(*in)
+	ct, h, err := readCT(env, *in, *series, false)
 	if err != nil {
 		return err
 	}
@@ -336,7 +338,8 @@ func runPreprocess(env *Env, args []string) error {
 func runInvert(env *Env, args []string) error {
 	fs := newFlags(env, "invert", "--labels LABELS.nii.gz --reference CT --output OUT.nii.gz [--spacing 1.5|3]")
 	lp := fs.String("labels", "", "label map on the preprocessed grid")
-	ref := fs.String("reference", "", "the CT the labels were computed from")
+	ref := fs.String("reference", "", "the CT the labels were computed from (NIfTI file or DICOM folder)")
+	series := fs.String("series", "", seriesHelp)
 	out := fs.String("output", "", "label map to write on the reference's grid")
 	spacing := fs.Float64("spacing", 0, "the preprocessing spacing (default: read from the labels' voxel size)")
 	force := fs.Bool("force", false, "overwrite an existing output")
@@ -353,7 +356,7 @@ func runInvert(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rh, err := volume.ReadHeader(*ref)
+	rh, err := readGrid(env, *ref, *series, false)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+
+	"ctseg/internal/shared"
 )
 
 // obliqueSeries makes n slices of a small signed 12-bit CT with an oblique plane, instance
@@ -268,5 +270,30 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		_ = h.decode(make([]float32, h.rows*h.cols))
+	})
+}
+
+// FuzzJPEG2000 feeds mutated codestreams of the shared series to the JPEG 2000 path, whose
+// decoder is a dependency: it must return errors (or wrong pixels), never crash the program.
+func FuzzJPEG2000(f *testing.F) {
+	srcs, err := Dir(shared.Path(f, "data", "ct", "example_ct_dicom"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := srcs[0].Open()
+	if err != nil {
+		f.Fatal(err)
+	}
+	h, err := parse(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(h.fragments[0])
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		g := *h
+		g.fragments = [][]byte{frame}
+		if g.checkPixelFormat() == nil {
+			_ = g.decode(make([]float32, g.rows*g.cols))
+		}
 	})
 }
