@@ -146,6 +146,22 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, offered, "a file that does not look like a CT can still be used on purpose")
 
+	// A single DICOM image is not a CT; the folder of its series is, through the folder picker.
+	dicomDir := shared.Path(t, "data", "ct", "example_ct_dicom")
+	slices, err := filepath.Glob(filepath.Join(dicomDir, "*"))
+	require.NoError(t, err)
+	require.Len(t, slices, 20)
+	do("choosing one DICOM image as the CT", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#ctFile"), slices[:1]))
+	waitState("reading one DICOM image", time.Minute, "error")
+	require.Contains(t, textOf("#message"), "is a single DICOM image: choose the folder")
+	do("choosing a DICOM folder", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#ctFolder"), []string{dicomDir}))
+	waitState("reading a DICOM series", 2*time.Minute, "ready")
+	require.Contains(t, textOf("#ctInfo"), "example_ct_dicom: 512 × 512 × 20 voxels, 0.98 × 0.98 × 2 mm, -1024 to 1839 HU")
+	time.Sleep(300 * time.Millisecond)
+	if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil {
+		require.NoError(t, os.WriteFile(filepath.Join(artifacts, "dicom.png"), png, 0o644))
+	}
+
 	// The sample CT shipped with the app.
 	do("loading the sample CT", time.Minute, chromedp.Click(chromedp.CSS("#sampleBtn")))
 	waitState("reading the sample CT", time.Minute, "ready")

@@ -22,6 +22,7 @@ import (
 	"ctseg/pipeline"
 	"ctseg/shaders"
 	"ctseg/volume"
+	"ctseg/volume/dicom"
 	"ctseg/weights"
 )
 
@@ -44,7 +45,7 @@ var state struct {
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).
 type userError struct {
-	Kind string // NotNIfTI, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy, SoftwareGPU
+	Kind string // NotNIfTI, NotDICOM, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy, SoftwareGPU
 	Msg  string
 }
 
@@ -76,6 +77,9 @@ func loadCT(args []js.Value) (any, error) {
 		return nil, err
 	}
 	name := args[1].String()
+	if dicom.IsDICOM(data) {
+		return nil, &userError{"NotNIfTI", fmt.Sprintf("%s is a single DICOM image: choose the folder that holds the whole series", name)}
+	}
 	v, h, err := volume.ParseNIfTIWith(data, volume.ReadOptions{MaxVoxels: maxBrowserVoxels})
 	data = nil
 	if err != nil {
@@ -84,6 +88,38 @@ func loadCT(args []js.Value) (any, error) {
 		}
 		return nil, &userError{"NotNIfTI", fmt.Sprintf("%s is not a NIfTI image (.nii or .nii.gz) that ctseg can read: %v", name, err)}
 	}
+	return ctLoaded(v, h, name, nil)
+}
+
+// loadSeries(files: Uint8Array[], names: string[], name: string) reads a DICOM series. Each
+// file is copied into Go only while it is parsed or decoded, so Go never holds the series'
+// files and its volume at once.
+func loadSeries(args []js.Value) (any, error) {
+	files, names, name := args[0], args[1], args[2].String()
+	srcs := make([]dicom.Source, files.Length())
+	for i := range srcs {
+		f := files.Index(i)
+		srcs[i] = dicom.Source{Name: names.Index(i).String(), Open: func() ([]byte, error) {
+			b := make([]byte, f.Get("length").Int())
+			js.CopyBytesToGo(b, f)
+			return b, nil
+		}}
+	}
+	s, err := dicom.Open(srcs, dicom.Options{MaxVoxels: maxBrowserVoxels})
+	if err == nil {
+		var v *volume.Volume
+		if v, err = s.Volume(); err == nil {
+			return ctLoaded(v, s.Header(), name, s.Notes)
+		}
+	}
+	if strings.Contains(err.Error(), "exceed the limit") {
+		return nil, &userError{"TooLarge", fmt.Sprintf("%s is too large for the browser (%v). The ctseg command handles it: ctseg segment --input FOLDER.", name, err)}
+	}
+	return nil, &userError{"NotDICOM", fmt.Sprintf("%s is not a DICOM CT series that ctseg can read: %v", name, err)}
+}
+
+// ctLoaded keeps a CT read by loadCT or loadSeries and returns what the page shows of it.
+func ctLoaded(v *volume.Volume, h *volume.Header, name string, notes []string) (any, error) {
 	hu, lo, hi, bad := int16Array(v.Data)
 	if bad >= 0 {
 		return nil, &userError{"NotCT", fmt.Sprintf("%s holds NaN or infinite values (the first at voxel %d); a CT holds finite Hounsfield units", name, bad)}
@@ -111,6 +147,7 @@ func loadCT(args []js.Value) (any, error) {
 		"max":         float64(hi),
 		"notCT":       notCT,
 		"description": h.Description,
+		"notes":       strings.Join(notes, "; "),
 		"hu":          hu,
 	}, nil
 }

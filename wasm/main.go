@@ -5,6 +5,7 @@
 // globalThis.ctsegGo, whose functions the worker calls:
 //
 //	loadCT(bytes, name)        -> Promise<{dims, spacing, affine, hu: Int16Array, ...}>
+//	loadSeries(files, names, name) -> the same, for the files of a DICOM series
 //	loadWeights(bytes, name)   -> Promise<{config, filters, classes, params, spacing}>
 //	segment(device, options)   -> Promise<{labels: Uint8Array, stats, windows, seconds}>
 //	                              (options.cancelled() is polled between windows)
@@ -26,6 +27,7 @@ import (
 func main() {
 	api := map[string]any{
 		"loadCT":      asyncFunc(loadCT),
+		"loadSeries":  asyncFunc(loadSeries),
 		"loadWeights": asyncFunc(loadWeights),
 		"segment":     asyncFunc(segment),
 		"tune":        asyncFunc(tune),

@@ -91,7 +91,7 @@ async function onWorkerExit(why) {
   startWorker();
   $('dlLabels').disabled = $('dlStats').disabled = true; // the new worker has no result
   try {
-    if (app.ct) await call('loadCT', { bytes: await app.ct.source.arrayBuffer(), name: app.ct.name });
+    if (app.ct) await call('loadCT', ...await ctMessage(app.ct.source, app.ct.name));
     if (app.weights) await call('loadWeights', { bytes: await app.weights.source.arrayBuffer(), name: app.weights.name });
   } catch (e) {
     message(`The segmentation worker stopped (${why}) and could not be restarted: ${e.message}. Reload the page.`);
@@ -129,13 +129,22 @@ async function checkWebGPU() {
 
 // ---- CT --------------------------------------------------------------------------------
 
+// ctMessage is the worker's loadCT message for a CT: one file's bytes, or the files of a DICOM
+// series (source is then an array of Files). The page keeps the Files, so a restarted worker
+// can be given them again.
+async function ctMessage(source, name) {
+  if (!Array.isArray(source)) return [{ bytes: await source.arrayBuffer(), name }];
+  const files = await Promise.all(source.map((f) => f.arrayBuffer()));
+  return [{ files, names: source.map((f) => f.webkitRelativePath || f.name), name }, files];
+}
+
 async function loadCT(source, name) {
   if (app.running) return;
   setState('loading');
   message('');
   $('ctInfo').textContent = `Reading ${name}…`;
   try {
-    const info = await call('loadCT', { bytes: await source.arrayBuffer(), name });
+    const info = await call('loadCT', ...await ctMessage(source, name));
     app.ct = { source, name, info };
     app.result = null;
     app.index = null;
@@ -148,6 +157,7 @@ async function loadCT(source, name) {
     $('dlLabels').disabled = $('dlStats').disabled = true;
     $('summary').textContent = '';
     if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway']);
+    else if (info.notes) message(`${name}: ${info.notes}.`, 'warn');
     setState('ready');
   } catch (e) {
     $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
@@ -163,15 +173,41 @@ $('ctFile').addEventListener('change', (ev) => {
   ev.target.value = '';
 });
 
-// Files dropped anywhere on the page: weights by their extension, anything else as the CT.
+// The files of a chosen folder are the images of a DICOM series; the folder names the CT.
+$('ctFolder').addEventListener('change', (ev) => {
+  const files = [...ev.target.files].filter((f) => !/(^|\/)\./.test(f.webkitRelativePath || f.name));
+  const folder = (files[0] && files[0].webkitRelativePath.split('/')[0]) || 'DICOM series';
+  if (files.length) loadCT(files, folder);
+  ev.target.value = '';
+});
+
+// filesOf lists the files under a dropped folder (hidden ones excepted). readEntries returns
+// a batch at a time, until an empty one.
+async function filesOf(entry) {
+  if (entry.isFile) return [await new Promise((resolve, reject) => entry.file(resolve, reject))];
+  const reader = entry.createReader(), out = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) return out;
+    for (const e of batch) if (!e.name.startsWith('.')) out.push(...await filesOf(e));
+  }
+}
+
+// Files dropped anywhere on the page: weights by their extension; a folder, or several other
+// files, as the images of a DICOM series; one other file as the CT.
 // (Dropping must never make the browser navigate away to the file and lose the work.)
 const isWeights = (name) => /\.(pt|pth|safetensors)$/i.test(name);
-function dropped(ev) {
+async function dropped(ev) {
   ev.preventDefault();
-  for (const f of ev.dataTransfer.files) {
-    if (isWeights(f.name)) loadWeights(f, f.name, 'from your disk');
-    else loadCT(f, f.name);
-  }
+  // Both lists must be taken before the first await: the drop data is gone after the event.
+  const entries = [...ev.dataTransfer.items].map((it) => it.webkitGetAsEntry && it.webkitGetAsEntry()).filter(Boolean);
+  const files = [...ev.dataTransfer.files];
+  for (const f of files) if (isWeights(f.name)) loadWeights(f, f.name, 'from your disk');
+  const folder = entries.find((e) => e.isDirectory);
+  if (folder) return loadCT(await filesOf(folder), folder.name);
+  const cts = files.filter((f) => !isWeights(f.name));
+  if (cts.length > 1) loadCT(cts, 'DICOM series');
+  else if (cts.length === 1) loadCT(cts[0], cts[0].name);
 }
 const drop = $('drop');
 for (const t of ['dragenter', 'dragover']) drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add('over'); });

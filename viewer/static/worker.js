@@ -119,7 +119,9 @@ const ops = {
     return ctsegGo.labelTable();
   },
   async loadCT(m) {
-    const v = await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
+    const v = m.files
+      ? await ctsegGo.loadSeries(m.files.map((b) => new Uint8Array(b)), m.names, m.name)
+      : await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
     return [v, [v.hu.buffer]];
   },
   async loadWeights(m) {

@@ -109,3 +109,13 @@ func TestSeriesMatchesMONAI(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadSeries reads the shared 20-slice 512×512 JPEG 2000 series, decoding included.
+func BenchmarkReadSeries(b *testing.B) {
+	dir := shared.Path(b, "data", "ct", "example_ct_dicom")
+	for b.Loop() {
+		if _, _, err := ReadDir(dir, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

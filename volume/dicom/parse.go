@@ -259,9 +259,12 @@ func (r *reader) fragments() ([][]byte, error) {
 	}
 }
 
+// IsDICOM reports whether b starts like a DICOM Part 10 file (the DICM marker at byte 128).
+func IsDICOM(b []byte) bool { return len(b) >= 132 && string(b[128:132]) == "DICM" }
+
 // parse reads a DICOM Part 10 file held in memory. It stops at the pixel data.
 func parse(b []byte) (*header, error) {
-	if len(b) < 132 || string(b[128:132]) != "DICM" {
+	if !IsDICOM(b) {
 		return nil, errNotDICOM
 	}
 	h := &header{slope: 1, samples: 1, frames: 1}
