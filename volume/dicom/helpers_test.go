@@ -26,8 +26,8 @@ func (f *testFile) add(tag uint32, vr string, val []byte) *testFile {
 }
 
 func (f *testFile) str(tag uint32, vr, s string) *testFile {
-	if len(s)%2 == 1 {
-		s += " "
+	if len(s)%2 == 1 { // values have even lengths: UIDs are padded with NUL, other strings with a space
+		s += map[bool]string{true: "\x00", false: " "}[vr == "UI"]
 	}
 	return f.add(tag, vr, []byte(s))
 }
@@ -52,6 +52,8 @@ func (f *testFile) bytes() []byte {
 	if len(syn)%2 == 1 {
 		syn += "\x00"
 	}
+	b = appendElem(b, false, testElem{tag: 0x00020001, vr: "OB", val: []byte{0, 1}})
+	b = appendElem(b, false, testElem{tag: 0x00020002, vr: "UI", val: []byte("1.2.840.10008.5.1.4.1.1.2\x00")})
 	b = appendElem(b, false, testElem{tag: 0x00020010, vr: "UI", val: []byte(syn)})
 	for _, e := range f.elems {
 		b = appendElem(b, f.implicit, e)
@@ -87,7 +89,7 @@ type ctSlice struct {
 	orient        [6]float64
 	spacing       [2]float64 // row spacing, column spacing
 	rows, cols    int
-	bitsStored    int
+	bitsStored    int // of 16 allocated
 	signed        bool
 	slope, inter  float64
 	stored        []int // stored values, column fastest
@@ -95,6 +97,7 @@ type ctSlice struct {
 
 func (c ctSlice) file(syntax string) *testFile {
 	f := &testFile{syntax: syntax, implicit: syntax == implicitLE}
+	f.str(0x00080016, "UI", "1.2.840.10008.5.1.4.1.1.2").str(0x00080018, "UI", fmt.Sprintf("%s.%d", c.uid, c.instance))
 	f.str(0x00080060, "CS", c.modality).str(0x0020000E, "UI", c.uid)
 	if c.instance != 0 {
 		f.str(0x00200013, "IS", fmt.Sprint(c.instance))

@@ -24,6 +24,8 @@ const (
 	explicitLE   = "1.2.840.10008.1.2.1"
 	explicitBE   = "1.2.840.10008.1.2.2"
 	deflatedLE   = "1.2.840.10008.1.2.1.99"
+	jpegLossless = "1.2.840.10008.1.2.4.57"
+	jpegSV1      = "1.2.840.10008.1.2.4.70"
 	j2kLossless  = "1.2.840.10008.1.2.4.90"
 	j2kAny       = "1.2.840.10008.1.2.4.91"
 	rleLossless  = "1.2.840.10008.1.2.5"
@@ -287,13 +289,13 @@ func parse(b []byte) (*header, error) {
 		return nil, fmt.Errorf("no transfer syntax in the file meta information")
 	case implicitLE:
 		r.implicit = true
-	case explicitLE, j2kLossless, j2kAny, rleLossless:
+	case explicitLE, jpegLossless, jpegSV1, j2kLossless, j2kAny, rleLossless:
 	default:
 		name := syntaxNames[h.syntax]
 		if name == "" {
 			name = "unknown"
 		}
-		return nil, fmt.Errorf("transfer syntax %s (%s) is not supported: convert the series to uncompressed or JPEG 2000 (e.g. gdcmconv --raw)", h.syntax, name)
+		return nil, fmt.Errorf("transfer syntax %s (%s) is not supported: convert the series to uncompressed (e.g. gdcmconv --raw)", h.syntax, name)
 	}
 	for r.left() > 0 {
 		e, err := r.next()
