@@ -112,8 +112,11 @@ func loadSeries(args []js.Value) (any, error) {
 			return ctLoaded(v, s.Header(), name, s.Notes)
 		}
 	}
-	if strings.Contains(err.Error(), "exceed the limit") {
+	switch {
+	case errors.Is(err, dicom.ErrTooLarge):
 		return nil, &userError{"TooLarge", fmt.Sprintf("%s is too large for the browser (%v). The ctseg command handles it: ctseg segment --input FOLDER.", name, err)}
+	case errors.Is(err, dicom.ErrSeveralSeries):
+		return nil, &userError{"NotDICOM", fmt.Sprintf("%s holds several CT series: choose the folder of one of them (%v)", name, err)}
 	}
 	return nil, &userError{"NotDICOM", fmt.Sprintf("%s is not a DICOM CT series that ctseg can read: %v", name, err)}
 }

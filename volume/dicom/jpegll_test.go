@@ -135,3 +135,19 @@ func FuzzLosslessJPEG(f *testing.F) {
 		_ = decodeLosslessJPEG(b, 8, 8, func(int, int64) {})
 	})
 }
+
+// BenchmarkLosslessJPEG decodes one 512×512 16-bit slice of CT-like values.
+func BenchmarkLosslessJPEG(b *testing.B) {
+	rng := rand.New(rand.NewSource(10))
+	samples := make([]uint16, 512*512)
+	for i := range samples {
+		x, y := i%512, i/512
+		samples[i] = uint16(1024 + (x*y)%900 + rng.Intn(30))
+	}
+	f := encodeLossless(samples, 512, 512, 16, 0)
+	for b.Loop() {
+		if err := decodeLosslessJPEG(f, 512, 512, func(int, int64) {}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -32,6 +32,13 @@ type Options struct {
 	Series string
 }
 
+// ErrTooLarge and ErrSeveralSeries mark the refusals a caller may word for its own user
+// (the page and the command offer different ways out).
+var (
+	ErrTooLarge      = errors.New("the series exceeds the voxel limit")
+	ErrSeveralSeries = errors.New("the files hold several CT series")
+)
+
 // maxFileBytes bounds one file read from a folder: a single-frame CT image is well under
 // this, and a larger file is not one.
 const maxFileBytes = 1 << 30
@@ -98,7 +105,7 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 		limit = volume.DefaultMaxVoxels
 	}
 	if n := int64(s.Dims[0]) * int64(s.Dims[1]) * int64(s.Dims[2]); n > limit {
-		return nil, fmt.Errorf("series %s: %dx%dx%d voxels exceed the limit of %d", describe(uid, s.slices), s.Dims[0], s.Dims[1], s.Dims[2], limit)
+		return nil, fmt.Errorf("series %s: %dx%dx%d voxels: %w of %d", describe(uid, s.slices), s.Dims[0], s.Dims[1], s.Dims[2], ErrTooLarge, limit)
 	}
 	return s, nil
 }
@@ -123,7 +130,7 @@ func pickSeries(groups map[string][]slice, order []string, want string) (string,
 	case len(ct) == 0:
 		return "", fmt.Errorf("no CT series among the files (they hold %s): the model segments CT", list(groups, order))
 	}
-	return "", fmt.Errorf("the files hold %d CT series, choose one by its SeriesInstanceUID: %s", len(ct), list(groups, order))
+	return "", fmt.Errorf("%w (%d), choose one by its SeriesInstanceUID: %s", ErrSeveralSeries, len(ct), list(groups, order))
 }
 
 func list(groups map[string][]slice, order []string) string {

@@ -170,7 +170,7 @@ func TestSeriesRefusals(t *testing.T) {
 			}
 			return s
 		}, Options{}, "no CT series"},
-		{"two CT series", func(s []ctSlice) []ctSlice { s[0].uid = "9.9"; s[1].uid = "9.9"; return s }, Options{}, "hold 2 CT series"},
+		{"two CT series", func(s []ctSlice) []ctSlice { s[0].uid = "9.9"; s[1].uid = "9.9"; return s }, Options{}, "several CT series (2)"},
 		{"unknown series", func(s []ctSlice) []ctSlice { return s }, Options{Series: "7.7"}, "no series 7.7"},
 		{"sizes differ", func(s []ctSlice) []ctSlice { s[2].rows, s[2].stored = 4, s[2].stored[:28]; return s }, Options{}, "one image size"},
 		{"orientation differs", func(s []ctSlice) []ctSlice { s[1].orient[0], s[1].orient[1] = 1, 0; return s }, Options{}, "ImageOrientationPatient"},
@@ -180,7 +180,7 @@ func TestSeriesRefusals(t *testing.T) {
 			}
 			return s
 		}, Options{}, "one position"},
-		{"too many voxels", func(s []ctSlice) []ctSlice { return s }, Options{MaxVoxels: 100}, "exceed the limit"},
+		{"too many voxels", func(s []ctSlice) []ctSlice { return s }, Options{MaxVoxels: 100}, "exceeds the voxel limit of 100"},
 	}
 	for _, c := range cases {
 		_, err := Open(sources(enc(c.edit(base()))...), c.opt)
@@ -216,8 +216,8 @@ func TestUnsupportedFiles(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"JPEG-LS": {jpegLS.bytes(), "JPEG-LS Lossless) is not supported"},
-		"multi-frame":   {multi.bytes(), "3 frames"},
+		"JPEG-LS":     {jpegLS.bytes(), "JPEG-LS Lossless) is not supported"},
+		"multi-frame": {multi.bytes(), "3 frames"},
 	} {
 		b2 := obliqueSeries(2, rand.New(rand.NewSource(4)))[1].file(explicitLE).bytes()
 		_, err := Open(sources(tc.b, b2), Options{})
