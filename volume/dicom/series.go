@@ -3,6 +3,7 @@ package dicom
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -70,8 +71,8 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 	var skipped []string
 	for _, src := range srcs {
 		b, err := src.Open()
-		if err != nil {
-			return nil, err
+		if err != nil && !errors.Is(err, errNotDICOM) {
+			return nil, fmt.Errorf("%s: %w", src.Name, err)
 		}
 		h, err := parse(b)
 		if errors.Is(err, errNotDICOM) || (err == nil && !h.hasPixels) {
@@ -305,7 +306,7 @@ func (s *Series) decodeSlice(k int, out []float32) error {
 	sl := s.slices[k]
 	b, err := sl.src.Open()
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", sl.src.Name, err)
 	}
 	h, err := parse(b)
 	if err != nil {
@@ -362,15 +363,31 @@ func Dir(dir string) ([]Source, error) {
 	return srcs, nil
 }
 
+// readFile reads a DICOM file whole, after its first 132 bytes say it is one: other files in
+// the folder (a large video, say) are neither read nor bounded.
 func readFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	head := make([]byte, 132)
+	if _, err := io.ReadFull(f, head); err != nil || !IsDICOM(head) {
+		return nil, errNotDICOM
+	}
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if st.Size() > maxFileBytes {
-		return nil, fmt.Errorf("%s: %d bytes is too large for one DICOM image", path, st.Size())
+		return nil, fmt.Errorf("%d bytes is too large for one DICOM image", st.Size())
 	}
-	return os.ReadFile(path)
+	b := make([]byte, st.Size())
+	copy(b, head)
+	if _, err := io.ReadFull(f, b[len(head):]); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ReadDir reads the CT series in a folder.
