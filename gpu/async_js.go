@@ -45,3 +45,17 @@ func onWorkDone(q *wgpu.Queue, done func()) error {
 	then(jsValue(q).Call("onSubmittedWorkDone"), func(bool) { done() })
 	return nil
 }
+
+// writeBuffer uploads data through a JS copy made by js.CopyBytesToJS. The binding's
+// WriteBuffer wraps Go's memory in place (jsx.BytesToJS: a view of the wasm memory's
+// ArrayBuffer, fetched first, then passed to the Uint8ClampedArray constructor). If another
+// goroutine grows Go's heap in between (Runner.Ahead cuts out the next window meanwhile), the
+// memory's old ArrayBuffer is detached and the run dies with "Cannot perform Construct on a
+// detached ArrayBuffer", as the page's end-to-end test saw once. CopyBytesToJS reads Go's
+// memory within one call, where no other goroutine runs.
+func writeBuffer(q *wgpu.Queue, b *wgpu.Buffer, offset uint64, data []byte) error {
+	arr := js.Global().Get("Uint8Array").New(len(data))
+	js.CopyBytesToJS(arr, data)
+	jsValue(q).Call("writeBuffer", jsValue(b), float64(offset), arr)
+	return nil
+}

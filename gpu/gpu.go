@@ -199,7 +199,7 @@ func (c *Context) Write(b *Buffer, offset uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	if err := c.Queue.WriteBuffer(b.B, offset, data); err != nil {
+	if err := writeBuffer(c.Queue, b.B, offset, data); err != nil {
 		return fmt.Errorf("gpu: upload: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"path"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,12 +396,17 @@ func tune(args []js.Value) (any, error) {
 
 // runTune is model.Tune with panics (a JS exception from a lost device) as errors.
 func runTune(ctx *gpu.Context, net *model.Net, roi [3]int, f16 bool, cands []shaders.ConvTile, repeat int, log io.Writer) (res *model.TuneResult, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the GPU stopped responding (%v)", r)
-		}
-	}()
+	defer recovered(&err)
 	return model.Tune(ctx, net, roi, f16, cands, repeat, log)
+}
+
+// recovered turns a panic into *err, and puts the Go stack on the console: the page shows the
+// message, the console says where it came from (for a bug report).
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("the GPU stopped responding (%v)", r)
+		js.Global().Get("console").Call("error", fmt.Sprintf("ctseg: %v\n%s", r, debug.Stack()))
+	}
 }
 
 // lineWriter calls f with every complete line written to it.
@@ -417,11 +423,7 @@ func (f lineWriter) Write(p []byte) (int, error) {
 
 // runSegment is pipeline.Segment with panics (a JS exception from a lost device) as errors.
 func runSegment(ct *volume.Volume, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the GPU stopped responding (%v)", r)
-		}
-	}()
+	defer recovered(&err)
 	return pipeline.Segment(ct, net, opt)
 }
 
