@@ -255,6 +255,19 @@ func guessSpacing(name string, meta map[string]string) float64 {
 	return 0
 }
 
+// testROI reads the test-only smaller window (?roi=N), which the browser end-to-end test
+// compares with `ctseg segment --roi N`; without it, the bundle's window.
+func testROI(o js.Value) (roi [3]int, set bool, err error) {
+	r := o.Get("roi")
+	if !r.Truthy() || r.Int() <= 0 {
+		return model.DefaultWindowOptions().ROI, false, nil
+	}
+	if n := r.Int(); n%8 != 0 {
+		return roi, false, fmt.Errorf("window %d: must be a multiple of 8", n)
+	}
+	return [3]int{r.Int(), r.Int(), r.Int()}, true, nil
+}
+
 // segment(device: GPUDevice, options: {limits, adapter, takeError, spacing, roi, precision,
 // progress(done, total), phase(text), cancelled() bool})
 func segment(args []js.Value) (any, error) {
@@ -277,15 +290,11 @@ func segment(args []js.Value) (any, error) {
 	// f16 activation storage by default, as `ctseg segment` (the bundle runs under f16
 	// autocast); it also halves the GPU memory a run needs.
 	opt := pipeline.Options{Spacing: spacing, F16: o.Get("precision").String() != "f32"}
-	if roi := o.Get("roi"); roi.Truthy() && roi.Int() > 0 {
-		// A test-only smaller window (?roi=N): the browser end-to-end test compares it with
-		// `ctseg segment --roi N`.
-		n := roi.Int()
-		if n%8 != 0 {
-			return nil, fmt.Errorf("window %d: must be a multiple of 8", n)
-		}
+	if roi, set, err := testROI(o); err != nil {
+		return nil, err
+	} else if set {
 		opt.Window = model.DefaultWindowOptions()
-		opt.Window.ROI = [3]int{n, n, n}
+		opt.Window.ROI = roi
 	}
 	ctx, takeErr := newContext(jsDev, o)
 	opt.GPU = ctx
@@ -353,13 +362,11 @@ func tune(args []js.Value) (any, error) {
 	if net == nil {
 		return nil, errors.New("choose the weights first")
 	}
-	roi := model.DefaultWindowOptions().ROI
-	if r := o.Get("roi"); r.Truthy() && r.Int() > 0 {
-		if r.Int()%8 != 0 {
-			return nil, fmt.Errorf("window %d: must be a multiple of 8", r.Int())
-		}
-		roi = [3]int{r.Int(), r.Int(), r.Int()} // test-only, as for segment
-	} else if o.Get("software").Truthy() {
+	roi, set, err := testROI(o)
+	if err != nil {
+		return nil, err
+	}
+	if !set && o.Get("software").Truthy() {
 		return nil, &userError{"SoftwareGPU", "This is a software adapter (no GPU): tuning would take hours and gain little here."}
 	}
 	list := model.TuneCandidatesQuick

@@ -425,20 +425,26 @@ func (u *unpickler) str(lenBytes int) error {
 	return nil
 }
 
-func (u *unpickler) put(long bool) error {
-	var idx uint32
+// memoIndex reads the memo index of a PUT/GET (1 byte) or LONG_BINPUT/LONG_BINGET (4 bytes).
+func (u *unpickler) memoIndex(long bool) (uint32, error) {
 	if long {
 		b, err := u.read(4)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		idx = binary.LittleEndian.Uint32(b)
-	} else {
-		b, err := u.read(1)
-		if err != nil {
-			return err
-		}
-		idx = uint32(b[0])
+		return binary.LittleEndian.Uint32(b), nil
+	}
+	b, err := u.read(1)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(b[0]), nil
+}
+
+func (u *unpickler) put(long bool) error {
+	idx, err := u.memoIndex(long)
+	if err != nil {
+		return err
 	}
 	v, err := u.top()
 	if err != nil {
@@ -449,19 +455,9 @@ func (u *unpickler) put(long bool) error {
 }
 
 func (u *unpickler) get(long bool) error {
-	var idx uint32
-	if long {
-		b, err := u.read(4)
-		if err != nil {
-			return err
-		}
-		idx = binary.LittleEndian.Uint32(b)
-	} else {
-		b, err := u.read(1)
-		if err != nil {
-			return err
-		}
-		idx = uint32(b[0])
+	idx, err := u.memoIndex(long)
+	if err != nil {
+		return err
 	}
 	v, ok := u.memo[idx]
 	if !ok {
