@@ -6,13 +6,17 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"ctseg/internal/shared"
 )
 
 var regen = flag.Bool("regen", false, "rewrite testdata/*/native, the inputs of testdata/make.sh")
 
 // dcmtkSeries are the two small series of testdata: signed 16-bit values reaching both ends
-// of the range (so predictions wrap modulo 2^16), and unsigned 12-bit values with an intercept.
+// of the range (so predictions wrap modulo 2^16), and unsigned 12-bit values with an intercept
+// shaped like a CT slice.
 func dcmtkSeries() map[string][]ctSlice {
 	rng := rand.New(rand.NewSource(7))
 	make3 := func(uid string, bits int, signed bool, inter float64, value func(x, y, k int) int) []ctSlice {
@@ -48,16 +52,35 @@ func dcmtkSeries() map[string][]ctSlice {
 		case x == 1 && y == 0:
 			return 4095
 		}
-		return 1024 + int(900*math.Cos(float64(x*y)/40)) + rng.Intn(41) - 20 + 50*k
+		// Like a CT: air (a constant) around a disc of smooth, nearly noiseless tissue, so that
+		// the coders' run modes, both kinds of edge and the low-error code mappings are used.
+		switch dx, dy := x-20, y-16; {
+		case x >= 24 && y < 16:
+			// A surface whose mixed difference is 0 or −1 where the median predictor takes
+			// Ra + Rb − Rc: small, negatively biased errors (JPEG-LS's k = 0 error mapping).
+			xr := x - 24
+			return 1500 + 40*xr - 40*y - xr*y/2
+		case dx*dx+dy*dy > 14*14:
+			return 0
+		case x >= 9 && x < 15 && y >= 18 && y < 26: // a bright block: runs that end going down
+			return 3000
+		case x >= 22 && x < 32 && y >= 8 && y < 24: // a slow ramp without noise: errors of 0 or ±1
+			return 2000 + (x+2*y)/3
+		}
+		return 1024 + int(900*math.Cos(float64(x*y)/40)) + rng.Intn(5) - 2 + 50*k
 	})
 	return map[string][]ctSlice{"s16": s16, "u12": u12}
 }
 
 // TestDCMTKEncodedSeries reads the series of testdata/ as DCMTK 3.6.7 compressed them (see
 // testdata/make.sh: lossless JPEG with each predictor, a point transform, several fragments
-// per frame, and RLE) and requires the voxels of the uncompressed originals, which in turn
-// must hold the values they were written with.
+// per frame; RLE; JPEG-LS lossless with default and preset parameters, and near-lossless) and
+// requires the voxels of the uncompressed originals, which in turn must hold the values they
+// were written with. For near-lossless the reference is DCMTK's own decoding.
 func TestDCMTKEncodedSeries(t *testing.T) {
+	if *regen {
+		writeBenchSlice(t)
+	}
 	for name, series := range dcmtkSeries() {
 		dir := filepath.Join("testdata", name)
 		if *regen {
@@ -94,7 +117,7 @@ func TestDCMTKEncodedSeries(t *testing.T) {
 		seen := map[string]bool{}
 		for _, vdir := range variants {
 			variant := filepath.Base(vdir)
-			if variant == "native" {
+			if variant == "native" || strings.HasSuffix(variant, "_dcmtk") {
 				continue
 			}
 			v, s, err := ReadDir(vdir, Options{})
@@ -102,9 +125,22 @@ func TestDCMTKEncodedSeries(t *testing.T) {
 				t.Fatalf("%s/%s: %v", name, variant, err)
 			}
 			seen[s.Syntax] = true
+			ref := native
+			if _, err := os.Stat(vdir + "_dcmtk"); err == nil {
+				// Lossy (near-lossless JPEG-LS): the reference is DCMTK's decoding, and the
+				// encoding must have kept within its maximum deviation of 2.
+				if ref, _, err = ReadDir(vdir+"_dcmtk", Options{}); err != nil {
+					t.Fatal(err)
+				}
+				for i := range ref.Data {
+					if d := math.Abs(float64(ref.Data[i] - native.Data[i])); d > 2 {
+						t.Fatalf("%s/%s: DCMTK's decoding deviates by %v at voxel %d", name, variant, d, i)
+					}
+				}
+			}
 			// A point transform of 2 keeps the stored pattern's upper bits only.
 			shift := map[string]uint{"pt2": 2}[variant]
-			for i, x := range native.Data {
+			for i, x := range ref.Data {
 				w := x
 				if shift > 0 {
 					c := series[0]
@@ -119,10 +155,94 @@ func TestDCMTKEncodedSeries(t *testing.T) {
 				t.Fatalf("%s/%s: affine %v, native %v", name, variant, v.Affine, native.Affine)
 			}
 		}
-		for _, syn := range []string{jpegLossless, jpegSV1, rleLossless} {
+		syntaxes := []string{jpegLossless, jpegSV1, rleLossless, jpegLSLossless}
+		if name == "u12" {
+			syntaxes = append(syntaxes, jpegLSNear)
+		}
+		for _, syn := range syntaxes {
 			if !seen[syn] {
 				t.Errorf("%s: no DCMTK file in transfer syntax %s", name, syn)
 			}
 		}
+	}
+}
+
+// benchSlice is the real CT slice of testdata/bench: the 11th image of the shared series,
+// decoded from its JPEG 2000. -regen writes it uncompressed for make.sh to encode.
+func benchSlice(t testing.TB) (*header, []float32) {
+	srcs, err := Dir(shared.Path(t, "data", "ct", "example_ct_dicom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := srcs[10].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.checkPixelFormat(); err != nil {
+		t.Fatal(err)
+	}
+	hu := make([]float32, h.rows*h.cols)
+	if err := h.decode(hu); err != nil {
+		t.Fatal(err)
+	}
+	return h, hu
+}
+
+func writeBenchSlice(t *testing.T) {
+	h, hu := benchSlice(t)
+	c := ctSlice{uid: "1.2.826.0.1.3680043.2.1125.3", modality: "CT", instance: 1, orient: [6]float64{1, 0, 0, 0, 1, 0},
+		spacing: [2]float64{0.9765625, 0.9765625}, rows: h.rows, cols: h.cols, bitsStored: 12, slope: 1, inter: h.inter}
+	for _, v := range hu {
+		c.stored = append(c.stored, int(float64(v)-h.inter))
+	}
+	if err := os.MkdirAll(filepath.Join("testdata", "bench"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "bench", "ct512_native.dcm"), c.file(explicitLE).bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK from its
+// JPEG 2000 decoding, gives the same HU through each of the three decoders.
+func TestRealSliceCodecs(t *testing.T) {
+	_, want := benchSlice(t)
+	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm"} {
+		frame, h := dcmtkFrame(t, filepath.Join("bench", f))
+		if err := h.checkPixelFormat(); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, h.rows*h.cols)
+		if err := h.decode(got); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: voxel %d = %v, the JPEG 2000 original %v", f, i, got[i], want[i])
+			}
+		}
+		_ = frame
+	}
+}
+
+// BenchmarkDecodeSlice decodes the real 512×512 slice of testdata/bench in each codec.
+func BenchmarkDecodeSlice(b *testing.B) {
+	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm"} {
+		b.Run(strings.TrimSuffix(strings.TrimPrefix(f, "ct512_"), ".dcm"), func(b *testing.B) {
+			_, h := dcmtkFrame(b, filepath.Join("bench", f))
+			if err := h.checkPixelFormat(); err != nil {
+				b.Fatal(err)
+			}
+			out := make([]float32, h.rows*h.cols)
+			for b.Loop() {
+				if err := h.decode(out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -20,17 +20,19 @@ import (
 
 // Transfer syntaxes ctseg decodes. Others are named in the error (see syntaxNames).
 const (
-	implicitLE   = "1.2.840.10008.1.2"
-	explicitLE   = "1.2.840.10008.1.2.1"
-	explicitBE   = "1.2.840.10008.1.2.2"
-	deflatedLE   = "1.2.840.10008.1.2.1.99"
-	jpegLossless = "1.2.840.10008.1.2.4.57"
-	jpegSV1      = "1.2.840.10008.1.2.4.70"
-	j2kLossless  = "1.2.840.10008.1.2.4.90"
-	j2kAny       = "1.2.840.10008.1.2.4.91"
-	rleLossless  = "1.2.840.10008.1.2.5"
-	maxNesting   = 32 // sequences nested deeper than this are refused (a hostile file could recurse)
-	undefinedLen = 0xFFFFFFFF
+	implicitLE     = "1.2.840.10008.1.2"
+	explicitLE     = "1.2.840.10008.1.2.1"
+	explicitBE     = "1.2.840.10008.1.2.2"
+	deflatedLE     = "1.2.840.10008.1.2.1.99"
+	jpegLossless   = "1.2.840.10008.1.2.4.57"
+	jpegSV1        = "1.2.840.10008.1.2.4.70"
+	jpegLSLossless = "1.2.840.10008.1.2.4.80"
+	jpegLSNear     = "1.2.840.10008.1.2.4.81"
+	j2kLossless    = "1.2.840.10008.1.2.4.90"
+	j2kAny         = "1.2.840.10008.1.2.4.91"
+	rleLossless    = "1.2.840.10008.1.2.5"
+	maxNesting     = 32 // sequences nested deeper than this are refused (a hostile file could recurse)
+	undefinedLen   = 0xFFFFFFFF
 )
 
 var syntaxNames = map[string]string{
@@ -289,7 +291,7 @@ func parse(b []byte) (*header, error) {
 		return nil, fmt.Errorf("no transfer syntax in the file meta information")
 	case implicitLE:
 		r.implicit = true
-	case explicitLE, jpegLossless, jpegSV1, j2kLossless, j2kAny, rleLossless:
+	case explicitLE, jpegLossless, jpegSV1, jpegLSLossless, jpegLSNear, j2kLossless, j2kAny, rleLossless:
 	default:
 		name := syntaxNames[h.syntax]
 		if name == "" {

@@ -61,6 +61,12 @@ func (h *header) decode(out []float32) error {
 		}
 		// The decoded value is the stored bit pattern; masking and sign extension as for native data.
 		return decodeLosslessJPEG(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
+	case jpegLSLossless, jpegLSNear:
+		f, err := h.frame()
+		if err != nil {
+			return err
+		}
+		return decodeJPEGLS(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
 	case j2kLossless, j2kAny:
 		return h.decodeJ2K(n, put)
 	}

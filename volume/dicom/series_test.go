@@ -206,8 +206,8 @@ func TestSeriesRefusals(t *testing.T) {
 
 func TestUnsupportedFiles(t *testing.T) {
 	c := obliqueSeries(2, rand.New(rand.NewSource(4)))[0]
-	jpegLS := c.file(explicitLE)
-	jpegLS.syntax = "1.2.840.10008.1.2.4.80"
+	htj2k := c.file(explicitLE)
+	htj2k.syntax = "1.2.840.10008.1.2.4.201"
 	multi := c.file(explicitLE)
 	px := multi.elems[len(multi.elems)-1]
 	multi.elems = multi.elems[:len(multi.elems)-1]
@@ -216,7 +216,7 @@ func TestUnsupportedFiles(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"JPEG-LS":     {jpegLS.bytes(), "JPEG-LS Lossless) is not supported"},
+		"HTJ2K":       {htj2k.bytes(), "HTJ2K Lossless) is not supported"},
 		"multi-frame": {multi.bytes(), "3 frames"},
 	} {
 		b2 := obliqueSeries(2, rand.New(rand.NewSource(4)))[1].file(explicitLE).bytes()

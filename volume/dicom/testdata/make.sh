@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rebuilds the DCMTK-compressed test series from the uncompressed ones. The originals come from
+# Rebuilds the DCMTK-compressed test files from uncompressed ones. The originals come from
 # the test itself:   go test -run TestDCMTKEncodedSeries ./volume/dicom -args -regen
-# then run this script from volume/dicom/testdata with DCMTK 3.6.7 (Debian: apt-get install dcmtk).
-# Each folder below holds one series in one encoding; TestDCMTKEncodedSeries decodes them all.
+# then run this script with DCMTK 3.6.7 (Debian: apt-get install dcmtk).
+# Each folder below s16/ and u12/ holds one series in one encoding; TestDCMTKEncodedSeries
+# decodes them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 for s in s16 u12; do
@@ -18,4 +19,19 @@ for s in s16 u12; do
   enc pt2 dcmcjpeg --encode-lossless --selection-value 1 --point-transform 2
   enc fragments dcmcjpeg --encode-lossless-sv1 --fragment-size 1 --offset-table-empty
   enc rle dcmcrle
+  enc jls dcmcjpls --encode-lossless                          # 1.2.840.10008.1.2.4.80
+  enc jls_params dcmcjpls --encode-lossless --threshold1 5 --threshold2 30 --threshold3 200 --reset 16
+  # Near-lossless (dcmcjpls refuses it for signed pixels) is lossy: the reference is DCMTK's
+  # own decoding of it.
+  if [ $s = u12 ]; then
+    enc jls_near2 dcmcjpls --encode-nearlossless --max-deviation 2   # 1.2.840.10008.1.2.4.81
+    rm -rf "$s/jls_near2_dcmtk"; mkdir -p "$s/jls_near2_dcmtk"
+    for f in "$s"/jls_near2/*.dcm; do dcmdjpls "$f" "$s/jls_near2_dcmtk/$(basename "$f")"; done
+  fi
 done
+# bench/: a real 512x512 slice (the 11th of ../shared/data/ct/example_ct_dicom, written
+# uncompressed by -regen) as JPEG-LS and as lossless JPEG, for BenchmarkDecodeSlice and
+# TestRealSliceCodecs.
+dcmcjpls bench/ct512_native.dcm bench/ct512_jls.dcm
+dcmcjpeg bench/ct512_native.dcm bench/ct512_jpegll.dcm
+rm bench/ct512_native.dcm
