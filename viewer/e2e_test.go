@@ -162,6 +162,27 @@ func TestBrowserEndToEnd(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(artifacts, "dicom.png"), png, 0o644))
 	}
 
+	// A folder holding two CT series (volume/dicom's test series): the page offers both.
+	twoSeries := filepath.Join(t.TempDir(), "two_series")
+	require.NoError(t, os.MkdirAll(twoSeries, 0o755))
+	for _, s := range []string{"s16", "u12"} {
+		files, err := filepath.Glob(filepath.Join(root, "volume", "dicom", "testdata", s, "native", "*.dcm"))
+		require.NoError(t, err)
+		require.Len(t, files, 3)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(twoSeries, s+"_"+filepath.Base(f)), b, 0o644))
+		}
+	}
+	do("choosing a folder of two series", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#ctFolder"), []string{twoSeries}))
+	waitState("reading a folder of two series", time.Minute, "pick-series")
+	require.Contains(t, textOf("#message"), "two_series holds 2 CT series: choose one.")
+	require.Contains(t, textOf("#seriesPick"), "3 images")
+	do("choosing the second series", time.Minute, chromedp.Click(chromedp.CSS(`#seriesPick button[data-uid="1.2.826.0.1.3680043.2.1125.2"]`)))
+	waitState("reading the chosen series", time.Minute, "ready")
+	require.Contains(t, textOf("#ctInfo"), "two_series: 40 × 32 × 3 voxels")
+
 	// The sample CT shipped with the app.
 	do("loading the sample CT", time.Minute, chromedp.Click(chromedp.CSS("#sampleBtn")))
 	waitState("reading the sample CT", time.Minute, "ready")

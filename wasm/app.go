@@ -92,11 +92,16 @@ func loadCT(args []js.Value) (any, error) {
 	return ctLoaded(v, h, name, nil)
 }
 
-// loadSeries(files: Uint8Array[], names: string[], name: string) reads a DICOM series. Each
-// file is copied into Go only while it is parsed or decoded, so Go never holds the series'
-// files and its volume at once.
+// loadSeries(files: Uint8Array[], names: string[], name: string, series?: string) reads a
+// DICOM series. Each file is copied into Go only while it is parsed or decoded, so Go never
+// holds the series' files and its volume at once. Where the files hold several CT series and
+// none is named, it returns {series: [{uid, description, images}]} for the page to offer.
 func loadSeries(args []js.Value) (any, error) {
 	files, names, name := args[0], args[1], args[2].String()
+	uid := ""
+	if len(args) > 3 && args[3].Type() == js.TypeString {
+		uid = args[3].String()
+	}
 	srcs := make([]dicom.Source, files.Length())
 	for i := range srcs {
 		f := files.Index(i)
@@ -106,7 +111,15 @@ func loadSeries(args []js.Value) (any, error) {
 			return b, nil
 		}}
 	}
-	s, err := dicom.Open(srcs, dicom.Options{MaxVoxels: maxBrowserVoxels})
+	s, err := dicom.Open(srcs, dicom.Options{MaxVoxels: maxBrowserVoxels, Series: uid})
+	var several *dicom.SeveralSeriesError
+	if errors.As(err, &several) {
+		list := make([]any, len(several.Series))
+		for i, si := range several.Series {
+			list[i] = map[string]any{"uid": si.UID, "description": si.Description, "images": si.Images}
+		}
+		return map[string]any{"series": list}, nil
+	}
 	if err == nil {
 		var v *volume.Volume
 		if v, err = s.Volume(); err == nil {
@@ -116,8 +129,6 @@ func loadSeries(args []js.Value) (any, error) {
 	switch {
 	case errors.Is(err, dicom.ErrTooLarge):
 		return nil, &userError{"TooLarge", fmt.Sprintf("%s is too large for the browser (%v). The ctseg command handles it: ctseg segment --input FOLDER.", name, err)}
-	case errors.Is(err, dicom.ErrSeveralSeries):
-		return nil, &userError{"NotDICOM", fmt.Sprintf("%s holds several CT series: choose the folder of one of them (%v)", name, err)}
 	}
 	return nil, &userError{"NotDICOM", fmt.Sprintf("%s is not a DICOM CT series that ctseg can read: %v", name, err)}
 }

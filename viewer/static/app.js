@@ -91,7 +91,7 @@ async function onWorkerExit(why) {
   startWorker();
   $('dlLabels').disabled = $('dlStats').disabled = true; // the new worker has no result
   try {
-    if (app.ct) await call('loadCT', ...await ctMessage(app.ct.source, app.ct.name));
+    if (app.ct) await call('loadCT', ...await ctMessage(app.ct.source, app.ct.name, app.ct.series));
     if (app.weights) await call('loadWeights', { bytes: await app.weights.source.arrayBuffer(), name: app.weights.name });
   } catch (e) {
     message(`The segmentation worker stopped (${why}) and could not be restarted: ${e.message}. Reload the page.`);
@@ -132,20 +132,40 @@ async function checkWebGPU() {
 // ctMessage is the worker's loadCT message for a CT: one file's bytes, or the files of a DICOM
 // series (source is then an array of Files). The page keeps the Files, so a restarted worker
 // can be given them again.
-async function ctMessage(source, name) {
+async function ctMessage(source, name, series) {
   if (!Array.isArray(source)) return [{ bytes: await source.arrayBuffer(), name }];
   const files = await Promise.all(source.map((f) => f.arrayBuffer()));
-  return [{ files, names: source.map((f) => f.webkitRelativePath || f.name), name }, files];
+  return [{ files, names: source.map((f) => f.webkitRelativePath || f.name), name, series }, files];
 }
 
-async function loadCT(source, name) {
+// pickSeries offers the CT series of a folder that holds several, one button each.
+function pickSeries(source, name, list) {
+  const p = $('seriesPick');
+  p.replaceChildren(...list.map((s) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.uid = s.uid;
+    b.textContent = `${s.description || s.uid || 'unnamed series'} · ${s.images} images`;
+    b.title = s.uid;
+    b.addEventListener('click', () => { p.hidden = true; loadCT(source, name, s.uid); });
+    return b;
+  }));
+  p.hidden = false;
+  $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
+  message(`${name} holds ${list.length} CT series: choose one.`, 'warn');
+  setState('pick-series');
+}
+
+async function loadCT(source, name, series) {
   if (app.running) return;
   setState('loading');
   message('');
+  $('seriesPick').hidden = true;
   $('ctInfo').textContent = `Reading ${name}…`;
   try {
-    const info = await call('loadCT', ...await ctMessage(source, name));
-    app.ct = { source, name, info };
+    const info = await call('loadCT', ...await ctMessage(source, name, series));
+    if (info.series) return pickSeries(source, name, info.series);
+    app.ct = { source, name, series, info };
     app.result = null;
     app.index = null;
     app.acceptNotCT = false;

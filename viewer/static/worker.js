@@ -120,9 +120,9 @@ const ops = {
   },
   async loadCT(m) {
     const v = m.files
-      ? await ctsegGo.loadSeries(m.files.map((b) => new Uint8Array(b)), m.names, m.name)
+      ? await ctsegGo.loadSeries(m.files.map((b) => new Uint8Array(b)), m.names, m.name, m.series || '')
       : await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
-    return [v, [v.hu.buffer]];
+    return v.hu ? [v, [v.hu.buffer]] : [v]; // without hu: a list of series to choose from
   },
   async loadWeights(m) {
     return ctsegGo.loadWeights(new Uint8Array(m.bytes), m.name);

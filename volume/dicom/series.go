@@ -131,8 +131,31 @@ func pickSeries(groups map[string][]slice, order []string, want string) (string,
 	case len(ct) == 0:
 		return "", fmt.Errorf("no CT series among the files (they hold %s): the model segments CT", list(groups, order))
 	}
-	return "", fmt.Errorf("%w (%d), choose one by its SeriesInstanceUID: %s", ErrSeveralSeries, len(ct), list(groups, order))
+	e := &SeveralSeriesError{list: list(groups, order)}
+	for _, uid := range ct {
+		h := groups[uid][0].h
+		e.Series = append(e.Series, SeriesInfo{UID: uid, Description: strings.TrimSpace(h.seriesDesc), Images: len(groups[uid])})
+	}
+	return "", e
 }
+
+// SeriesInfo describes one CT series found among the files.
+type SeriesInfo struct {
+	UID, Description string
+	Images           int
+}
+
+// SeveralSeriesError is ErrSeveralSeries with the CT series found, for a caller to offer.
+type SeveralSeriesError struct {
+	Series []SeriesInfo
+	list   string // every series, CT or not, for the message
+}
+
+func (e *SeveralSeriesError) Error() string {
+	return fmt.Sprintf("%v (%d), choose one by its SeriesInstanceUID: %s", ErrSeveralSeries, len(e.Series), e.list)
+}
+
+func (e *SeveralSeriesError) Is(target error) bool { return target == ErrSeveralSeries }
 
 func list(groups map[string][]slice, order []string) string {
 	var parts []string

@@ -2,6 +2,8 @@ package dicom
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand"
 	"strings"
@@ -188,9 +190,15 @@ func TestSeriesRefusals(t *testing.T) {
 			t.Errorf("%s: got %v, want a one-line error containing %q", c.name, err, c.want)
 		}
 	}
-	// With two series, naming one reads it.
+	// With two series, the error lists them; naming one reads it.
 	sl := base()
 	sl[0].uid, sl[1].uid = "9.9", "9.9"
+	_, err := Open(sources(enc(sl)...), Options{})
+	var several *SeveralSeriesError
+	if !errors.As(err, &several) || !errors.Is(err, ErrSeveralSeries) ||
+		fmt.Sprint(several.Series) != "[{9.9  2} {1.2.3  3}]" {
+		t.Fatalf("two series: %v", err)
+	}
 	s, err := Open(sources(enc(sl)...), Options{Series: "9.9"})
 	if err != nil || s.Dims[2] != 2 {
 		t.Fatalf("--series 9.9: %v, %+v", err, s)
