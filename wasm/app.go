@@ -92,8 +92,8 @@ func loadCT(args []js.Value) (any, error) {
 	return ctLoaded(v, h, name, nil)
 }
 
-// loadSeries(files: Uint8Array[], names: string[], name: string, series?: string) reads a
-// DICOM series. Each file is copied into Go only while it is parsed or decoded, so Go never
+// loadSeries(files: Uint8Array[], names: string[], name: string, series?: string,
+// progress?: (done, total) => void) reads a DICOM series. Each file is copied into Go only while it is parsed or decoded, so Go never
 // holds the series' files and its volume at once. Where the files hold several CT series and
 // none is named, it returns {series: [{uid, description, images}]} for the page to offer.
 func loadSeries(args []js.Value) (any, error) {
@@ -101,6 +101,10 @@ func loadSeries(args []js.Value) (any, error) {
 	uid := ""
 	if len(args) > 3 && args[3].Type() == js.TypeString {
 		uid = args[3].String()
+	}
+	var progress func(done, total int)
+	if len(args) > 4 && args[4].Type() == js.TypeFunction {
+		progress = func(done, total int) { args[4].Invoke(done, total) }
 	}
 	srcs := make([]dicom.Source, files.Length())
 	for i := range srcs {
@@ -111,7 +115,7 @@ func loadSeries(args []js.Value) (any, error) {
 			return b, nil
 		}}
 	}
-	s, err := dicom.Open(srcs, dicom.Options{MaxVoxels: maxBrowserVoxels, Series: uid})
+	s, err := dicom.Open(srcs, dicom.Options{MaxVoxels: maxBrowserVoxels, Series: uid, Progress: progress})
 	var several *dicom.SeveralSeriesError
 	if errors.As(err, &several) {
 		list := make([]any, len(several.Series))

@@ -57,6 +57,7 @@ function startWorker() {
     const m = ev.data;
     if (m.type === 'progress') return onProgress(m.done, m.total);
     if (m.type === 'phase') return ($('progressText').textContent = m.text);
+    if (m.type === 'loadProgress') return ($('ctInfo').textContent = `Reading ${app.loading}… ${m.done} of ${m.total} images`);
     if (m.type === 'exit') return onWorkerExit(m.message);
     const c = app.calls.get(m.id);
     if (!c) return;
@@ -162,6 +163,7 @@ async function loadCT(source, name, series) {
   message('');
   $('seriesPick').hidden = true;
   $('ctInfo').textContent = `Reading ${name}…`;
+  app.loading = name;
   try {
     const info = await call('loadCT', ...await ctMessage(source, name, series));
     if (info.series) return pickSeries(source, name, info.series);

@@ -120,7 +120,8 @@ const ops = {
   },
   async loadCT(m) {
     const v = m.files
-      ? await ctsegGo.loadSeries(m.files.map((b) => new Uint8Array(b)), m.names, m.name, m.series || '')
+      ? await ctsegGo.loadSeries(m.files.map((b) => new Uint8Array(b)), m.names, m.name, m.series || '',
+        (done, total) => post({ type: 'loadProgress', done, total }))
       : await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
     return v.hu ? [v, [v.hu.buffer]] : [v]; // without hu: a list of series to choose from
   },

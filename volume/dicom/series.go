@@ -31,6 +31,9 @@ type Options struct {
 	MaxVoxels int64
 	// Series picks one SeriesInstanceUID when the files hold several series.
 	Series string
+	// Progress, when set, is called after each slice Volume decodes, with the slices done and
+	// in all (a large JPEG 2000 series takes a minute in a browser), one call at a time.
+	Progress func(done, total int)
 }
 
 // ErrTooLarge and ErrSeveralSeries mark the refusals a caller may word for its own user
@@ -56,7 +59,8 @@ type Series struct {
 	// Notes says where the reading departed from MONAI's order (see orderSlices).
 	Notes []string
 
-	slices []slice // in volume order
+	slices   []slice // in volume order
+	progress func(done, total int)
 }
 
 type slice struct {
@@ -95,7 +99,7 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Series{UID: uid, Skipped: skipped, slices: groups[uid]}
+	s := &Series{UID: uid, Skipped: skipped, slices: groups[uid], progress: opt.Progress}
 	first := s.slices[0].h
 	s.Description, s.Modality, s.Syntax = first.seriesDesc, first.modality, first.syntax
 	if err := s.checkGeometry(); err != nil {
@@ -302,6 +306,8 @@ func (s *Series) Volume() (*volume.Volume, error) {
 	workers := min(runtime.GOMAXPROCS(0), nz)
 	errs := make([]error, nz)
 	var wg sync.WaitGroup
+	var mu sync.Mutex // serialises the progress calls
+	done := 0
 	next := make(chan int)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -309,6 +315,12 @@ func (s *Series) Volume() (*volume.Volume, error) {
 			defer wg.Done()
 			for k := range next {
 				errs[k] = s.decodeSlice(k, v.Data[k*nx*ny:(k+1)*nx*ny])
+				if s.progress != nil {
+					mu.Lock()
+					done++
+					s.progress(done, nz)
+					mu.Unlock()
+				}
 			}
 		}()
 	}

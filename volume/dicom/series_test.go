@@ -60,11 +60,15 @@ func TestNativeAndRLESeries(t *testing.T) {
 		for _, s := range sl {
 			files = append(files, s.file(syntax).bytes())
 		}
-		s, err := Open(sources(files...), Options{})
+		var calls []int
+		s, err := Open(sources(files...), Options{Progress: func(done, total int) { calls = append(calls, done, total) }})
 		if err != nil {
 			t.Fatalf("%s: %v", syntax, err)
 		}
 		v, err := s.Volume()
+		if fmt.Sprint(calls) != "[1 6 2 6 3 6 4 6 5 6 6 6]" {
+			t.Fatalf("%s: progress calls %v", syntax, calls)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", syntax, err)
 		}
