@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -81,6 +82,9 @@ type header struct {
 	hasSamples     bool
 	hasPixelRepr   bool
 	hasPhotometric bool
+	unsupported    error // a transfer syntax whose pixel data cannot be decoded
+	encapsulated   bool  // pixel data in fragments (compressed)
+	payload        int64 // bytes of pixel data (kept when the bytes are dropped after a scan)
 }
 
 // reader walks a byte slice; every read checks the remaining length first.
@@ -297,7 +301,13 @@ func parse(b []byte) (*header, error) {
 		if name == "" {
 			name = "unknown"
 		}
-		return nil, fmt.Errorf("transfer syntax %s (%s) is not supported: convert the series to uncompressed (e.g. gdcmconv --raw)", h.syntax, name)
+		h.unsupported = fmt.Errorf("transfer syntax %s (%s) is not supported: convert the series to uncompressed (e.g. gdcmconv --raw)", h.syntax, name)
+		// Every other syntax but two encodes its dataset as explicit VR little endian, so the
+		// file can still be placed in its series: it is refused only if that series is read
+		// (a dose report in JPEG Baseline must not stop the CT beside it).
+		if h.syntax == explicitBE || h.syntax == deflatedLE {
+			return nil, h.unsupported
+		}
 	}
 	for r.left() > 0 {
 		e, err := r.next()
@@ -310,8 +320,12 @@ func parse(b []byte) (*header, error) {
 				if h.fragments, err = r.fragments(); err != nil {
 					return nil, err
 				}
+				h.encapsulated = true
+				for _, f := range h.fragments {
+					h.payload += int64(len(f))
+				}
 			} else {
-				h.pixels = e.value
+				h.pixels, h.payload = e.value, int64(len(e.value))
 			}
 			return h, nil
 		}
@@ -340,9 +354,10 @@ func (h *header) set(tag uint32, v []byte) error {
 	case 0x0020000E:
 		h.seriesUID = str(v)
 	case 0x00200013:
-		if s := str(v); s != "" {
-			h.instance, err = strconv.Atoi(s)
-			h.hasInstance = err == nil
+		// An IS value; "1.0" is accepted as pydicom does. A malformed one leaves the slice
+		// without a number (ordered by position then), it does not fail the file.
+		if f, perr := strconv.ParseFloat(str(v), 64); perr == nil && f == math.Trunc(f) && math.Abs(f) < 1<<31 {
+			h.instance, h.hasInstance = int(f), true
 		}
 	case 0x00200032:
 		h.position, err = decimals(v, 3)

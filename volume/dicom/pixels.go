@@ -12,6 +12,8 @@ import (
 // bit layouts outside what CT scanners write.
 func (h *header) checkPixelFormat() error {
 	switch {
+	case h.unsupported != nil:
+		return h.unsupported
 	case !h.hasPixels:
 		return fmt.Errorf("no pixel data")
 	case h.frames != 1:
@@ -38,17 +40,46 @@ func (h *header) checkPixelFormat() error {
 	if h.slope == 0 {
 		return fmt.Errorf("rescale slope is 0")
 	}
+	return h.checkPayload()
+}
+
+// checkPayload refuses pixel data too short for the image the header claims, before anything
+// of that size is allocated: native data must hold every pixel; RLE needs at least two bytes
+// per 128 bytes of each segment; lossless JPEG at least one bit per sample. JPEG-LS and JPEG
+// 2000 can code a flat image in almost nothing, so Series.Volume decodes one slice before it
+// allocates the volume.
+func (h *header) checkPayload() error {
+	n := int64(h.rows) * int64(h.cols)
+	bpp := int64(h.bitsAllocated / 8)
+	have, need := h.payload, int64(0)
+	if !h.encapsulated {
+		need = n * bpp
+	} else {
+		switch h.syntax {
+		case rleLossless:
+			need = 64 + bpp*2*((n+127)/128)
+		case jpegLossless, jpegSV1:
+			need = n / 8
+		}
+	}
+	if have < need {
+		return fmt.Errorf("pixel data holds %d bytes, too few for a %dx%d image (at least %d)", have, h.cols, h.rows, need)
+	}
 	return nil
 }
 
-// decode writes the slice's HU values (stored value × slope + intercept, computed in float64
-// as MONAI does before its float32 cast) into out, rows×cols values with the column fastest.
+// decode writes the slice's HU values (stored value × slope + intercept) into out, rows×cols
+// values with the column fastest.
 func (h *header) decode(out []float32) error {
 	n := h.rows * h.cols
 	if len(out) != n {
 		return fmt.Errorf("internal: %d values for a %dx%d slice", len(out), h.cols, h.rows)
 	}
-	put := func(i int, v int64) { out[i] = float32(float64(v)*h.slope + h.inter) }
+	// MONAI computes data.astype(np.float32) * slope + offset: float32 arithmetic (NumPy casts
+	// the Python floats to float32), rounded after the product and after the sum. The explicit
+	// conversions keep Go from fusing the two into one multiply-add.
+	slope, inter := float32(h.slope), float32(h.inter)
+	put := func(i int, v int64) { out[i] = float32(float32(v)*slope) + inter }
 	switch h.syntax {
 	case implicitLE, explicitLE:
 		return h.decodeNative(n, put)
@@ -205,20 +236,21 @@ func unpackBits(src []byte, n int, emit func(int, byte)) error {
 		c := int(int8(src[p]))
 		p++
 		switch {
+		// A run past n bytes is cut at n (pydicom accepts such padding with a warning).
 		case c >= 0: // c+1 literal bytes
-			if p+c+1 > len(src) || i+c+1 > n {
+			if p+c+1 > len(src) {
 				return fmt.Errorf("literal run overruns the segment")
 			}
-			for k := 0; k <= c; k++ {
+			for k := 0; k <= c && i < n; k++ {
 				emit(i, src[p+k])
 				i++
 			}
 			p += c + 1
 		case c != -128: // 1-c copies of the next byte
-			if p >= len(src) || i+1-c > n {
+			if p >= len(src) {
 				return fmt.Errorf("repeat run overruns the segment")
 			}
-			for k := 0; k < 1-c; k++ {
+			for k := 0; k < 1-c && i < n; k++ {
 				emit(i, src[p])
 				i++
 			}

@@ -44,8 +44,10 @@ var (
 )
 
 // maxFileBytes bounds one file read from a folder: a single-frame CT image is well under
-// this, and a larger file is not one.
+// this, and a larger file is not one (it is skipped, errTooLargeFile).
 const maxFileBytes = 1 << 30
+
+var errTooLargeFile = errors.New("file too large for one DICOM image")
 
 // Series is a DICOM CT series whose geometry has been read and checked; Volume decodes it.
 type Series struct {
@@ -75,6 +77,10 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 	var skipped []string
 	for _, src := range srcs {
 		b, err := src.Open()
+		if errors.Is(err, errTooLargeFile) {
+			skipped = append(skipped, src.Name)
+			continue
+		}
 		if err != nil && !errors.Is(err, errNotDICOM) {
 			return nil, fmt.Errorf("%s: %w", src.Name, err)
 		}
@@ -300,14 +306,25 @@ func (s *Series) regularStep() ([]float64, error) {
 }
 
 // Volume decodes every slice into one float32 volume of HU values, indexed column + C·(row + R·slice).
+//
+// The first slice is decoded before the volume is allocated: compressed pixel data can code a
+// flat image in a few bytes, so its size is believed only once one slice has decoded to it.
 func (s *Series) Volume() (*volume.Volume, error) {
 	nx, ny, nz := s.Dims[0], s.Dims[1], s.Dims[2]
+	first := make([]float32, nx*ny)
+	if err := s.decodeSlice(0, first); err != nil {
+		return nil, err
+	}
+	if s.progress != nil {
+		s.progress(1, nz)
+	}
 	v := &volume.Volume{Dims: s.Dims, Affine: s.Affine, Data: make([]float32, nx*ny*nz)}
+	copy(v.Data, first)
 	workers := min(runtime.GOMAXPROCS(0), nz)
 	errs := make([]error, nz)
 	var wg sync.WaitGroup
 	var mu sync.Mutex // serialises the progress calls
-	done := 0
+	done := 1
 	next := make(chan int)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -324,7 +341,7 @@ func (s *Series) Volume() (*volume.Volume, error) {
 			}
 		}()
 	}
-	for k := 0; k < nz; k++ {
+	for k := 1; k < nz; k++ {
 		next <- k
 	}
 	close(next)
@@ -372,20 +389,35 @@ func (s *Series) Header() *volume.Header {
 }
 
 // Dir lists the files under a folder (recursively, hidden ones excepted) as sources, in name order.
+// A folder given as a link is followed, and so are links to files in it (PACS exports and
+// viewers' caches use both); links to folders inside are not, so a cycle cannot arise.
 func Dir(dir string) ([]Source, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, err
+	}
 	var srcs []Source
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), ".") && path != dir {
+		if strings.HasPrefix(d.Name(), ".") && path != root {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if d.Type().IsRegular() {
-			srcs = append(srcs, Source{Name: path, Open: func() ([]byte, error) { return readFile(path) }})
+		regular := d.Type().IsRegular()
+		if d.Type()&fs.ModeSymlink != 0 {
+			st, err := os.Stat(path)
+			regular = err == nil && st.Mode().IsRegular()
+		}
+		if regular {
+			name := path // as the user named the folder, for messages
+			if rel, err := filepath.Rel(root, path); err == nil {
+				name = filepath.Join(dir, rel)
+			}
+			srcs = append(srcs, Source{Name: name, Open: func() ([]byte, error) { return readFile(path) }})
 		}
 		return nil
 	})
@@ -415,7 +447,7 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if st.Size() > maxFileBytes {
-		return nil, fmt.Errorf("%d bytes is too large for one DICOM image", st.Size())
+		return nil, errTooLargeFile // not a CT slice: skipped, whatever else it is
 	}
 	b := make([]byte, st.Size())
 	copy(b, head)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -22,7 +25,7 @@ func obliqueSeries(n int, rng *rand.Rand) []ctSlice {
 	out := make([]ctSlice, n)
 	for k := range out {
 		c := ctSlice{uid: "1.2.3", modality: "CT", instance: n - k, orient: orient, spacing: [2]float64{0.8, 0.7},
-			rows: 5, cols: 7, bitsStored: 12, signed: true, slope: 2, inter: -1000}
+			rows: 5, cols: 7, bitsStored: 12, signed: true, slope: 0.7, inter: -1000.3}
 		for a := 0; a < 3; a++ {
 			c.pos[a] = []float64{-100, 20, 300}[a] + float64(k)*2.5*normal[a]
 		}
@@ -35,26 +38,34 @@ func obliqueSeries(n int, rng *rand.Rand) []ctSlice {
 	return out
 }
 
-// expectedHU is the volume MONAI's rules give: slices in InstanceNumber order, stored × slope +
-// intercept, column fastest.
-func expectedHU(sl []ctSlice) []float32 {
+// expectedHU is the volume MONAI's rules give: slices in InstanceNumber order, column
+// fastest, HU = data.astype(np.float32) * slope + offset, which NumPy computes in float32.
+// It also counts the voxels where float64 arithmetic would round differently, so that a test
+// can check it tells the two apart.
+func expectedHU(sl []ctSlice) (out []float32, differ int) {
 	byInstance := make([]ctSlice, len(sl))
 	for _, s := range sl {
 		byInstance[s.instance-1] = s
 	}
-	var out []float32
 	for _, s := range byInstance {
 		for _, v := range s.stored {
-			out = append(out, float32(float64(v)*s.slope+s.inter))
+			f32 := float32(float32(v)*float32(s.slope)) + float32(s.inter)
+			if f32 != float32(float64(v)*s.slope+s.inter) {
+				differ++
+			}
+			out = append(out, f32)
 		}
 	}
-	return out
+	return out, differ
 }
 
 func TestNativeAndRLESeries(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	sl := obliqueSeries(6, rng)
-	want := expectedHU(sl)
+	want, differ := expectedHU(sl)
+	if differ == 0 {
+		t.Fatal("the test series cannot tell float32 from float64 rescaling")
+	}
 	for _, syntax := range []string{implicitLE, explicitLE, rleLossless} {
 		var files [][]byte
 		for _, s := range sl {
@@ -308,4 +319,130 @@ func FuzzJPEG2000(f *testing.F) {
 			_ = g.decode(make([]float32, g.rows*g.cols))
 		}
 	})
+}
+
+// TestClaimedSizeNotAllocated: headers that claim a huge image over a few bytes of pixel data
+// are refused before anything of the claimed size is allocated (native, RLE and lossless JPEG
+// payloads bound the image; compressed ones are decoded one slice first, see Volume).
+func TestClaimedSizeNotAllocated(t *testing.T) {
+	for _, syntax := range []string{explicitLE, rleLossless, jpegSV1} {
+		sl := obliqueSeries(2, rand.New(rand.NewSource(11)))
+		var files [][]byte
+		for _, c := range sl {
+			f := c.file(explicitLE)
+			f.syntax = syntax
+			for i, e := range f.elems {
+				if e.tag == 0x00280010 || e.tag == 0x00280011 { // Rows, Columns
+					f.elems[i].val = binary.LittleEndian.AppendUint16(nil, 16384)
+				}
+				if e.tag == tagPixelData && syntax != explicitLE {
+					f.elems[i] = testElem{tag: tagPixelData, raw: encapsulate(make([]byte, 64))}
+				}
+			}
+			files = append(files, f.bytes())
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s, err := Open(sources(files...), Options{})
+		if err == nil {
+			_, err = s.Volume()
+		}
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "too few for a 16384x16384 image") {
+			t.Errorf("%s: %v", syntax, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+			t.Errorf("%s: %d MB allocated for %d bytes of files", syntax, got>>20, len(files[0])+len(files[1]))
+		}
+	}
+}
+
+// TestOtherFilesInTheFolder: a file whose transfer syntax ctseg cannot decode is refused only
+// when it belongs to the series being read; a file too large to be a CT image is skipped; an
+// InstanceNumber written "2.0" is a number.
+func TestOtherFilesInTheFolder(t *testing.T) {
+	sl := obliqueSeries(3, rand.New(rand.NewSource(12)))
+	var files [][]byte
+	for _, c := range sl {
+		files = append(files, c.file(explicitLE).bytes())
+	}
+	other := sl[0]
+	other.uid, other.modality = "9.9", "OT"
+	baseline := other.file(explicitLE)
+	baseline.syntax = "1.2.840.10008.1.2.4.50"
+	s, err := Open(sources(append(files, baseline.bytes())...), Options{})
+	if err != nil || s.UID != "1.2.3" || s.Dims[2] != 3 {
+		t.Fatalf("a JPEG Baseline file of another series: %v", err)
+	}
+	var jpegs [][]byte
+	for _, c := range sl[:2] {
+		c.uid = "9.9"
+		f := c.file(explicitLE)
+		f.syntax = "1.2.840.10008.1.2.4.50"
+		jpegs = append(jpegs, f.bytes())
+	}
+	if _, err := Open(sources(append(files, jpegs...)...), Options{Series: "9.9"}); err == nil ||
+		!strings.Contains(err.Error(), "JPEG Baseline) is not supported") {
+		t.Fatalf("reading a JPEG Baseline series: %v", err)
+	}
+
+	dir := t.TempDir()
+	for i, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("s%d.dcm", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big, err := os.Create(filepath.Join(dir, "huge.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Write(files[0][:132])
+	if err := big.Truncate(maxFileBytes + 1); err != nil { // sparse: no disk space used
+		t.Fatal(err)
+	}
+	big.Close()
+	srcs, err := Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(srcs, Options{}); err != nil || len(s.Skipped) != 1 || !strings.HasSuffix(s.Skipped[0], "huge.dcm") {
+		t.Fatalf("a 1 GiB file beside the series: %v, skipped %v", err, s)
+	}
+
+	c := sl[0]
+	f := c.file(explicitLE)
+	for i, e := range f.elems {
+		if e.tag == 0x00200013 {
+			f.elems[i].val = []byte(fmt.Sprintf("%d.0 ", c.instance))
+		}
+	}
+	h, err := parse(f.bytes())
+	if err != nil || !h.hasInstance || h.instance != c.instance {
+		t.Fatalf("InstanceNumber %q: %v %+v", fmt.Sprintf("%d.0", c.instance), err, h)
+	}
+}
+
+// TestLinkedFolderAndFiles: a folder given through a symbolic link, and links to files, are read.
+func TestLinkedFolderAndFiles(t *testing.T) {
+	sl := obliqueSeries(3, rand.New(rand.NewSource(13)))
+	real, links := t.TempDir(), t.TempDir()
+	for i, c := range sl {
+		p := filepath.Join(real, fmt.Sprintf("s%d.dcm", i))
+		if err := os.WriteFile(p, c.file(explicitLE).bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(links, fmt.Sprintf("l%d.dcm", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirLink := filepath.Join(t.TempDir(), "series")
+	if err := os.Symlink(real, dirLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{dirLink, links} {
+		v, _, err := ReadDir(dir, Options{})
+		if err != nil || v.Dims[2] != 3 {
+			t.Errorf("%s: %v", dir, err)
+		}
+	}
 }
