@@ -3,6 +3,7 @@
 package gpu
 
 import (
+	"fmt"
 	"syscall/js"
 	"unsafe"
 
@@ -53,7 +54,12 @@ func onWorkDone(q *wgpu.Queue, done func()) error {
 // memory's old ArrayBuffer is detached and the run dies with "Cannot perform Construct on a
 // detached ArrayBuffer", as the page's end-to-end test saw once. CopyBytesToJS reads Go's
 // memory within one call, where no other goroutine runs.
-func writeBuffer(q *wgpu.Queue, b *wgpu.Buffer, offset uint64, data []byte) error {
+func writeBuffer(q *wgpu.Queue, b *wgpu.Buffer, offset uint64, data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // a JS exception (a destroyed buffer, a lost device)
+			err = fmt.Errorf("%v", r)
+		}
+	}()
 	arr := js.Global().Get("Uint8Array").New(len(data))
 	js.CopyBytesToJS(arr, data)
 	jsValue(q).Call("writeBuffer", jsValue(b), float64(offset), arr)

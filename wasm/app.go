@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"path"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -106,11 +107,24 @@ func loadSeries(args []js.Value) (any, error) {
 	if len(args) > 4 && args[4].Type() == js.TypeFunction {
 		progress = func(done, total int) { args[4].Invoke(done, total) }
 	}
+	// The JS references to the files are dropped by Go's collector: run it when done, so the
+	// worker does not hold the series' bytes into the segmentation.
+	defer runtime.GC()
 	srcs := make([]dicom.Source, files.Length())
 	for i := range srcs {
 		f := files.Index(i)
 		srcs[i] = dicom.Source{Name: names.Index(i).String(), Open: func() ([]byte, error) {
-			b := make([]byte, f.Get("length").Int())
+			n := f.Get("length").Int()
+			if n > dicom.MaxFileBytes {
+				return nil, dicom.ErrFileTooLarge
+			}
+			// Only a DICOM file is copied whole (a folder may hold a video beside the series).
+			head := make([]byte, min(n, 132))
+			js.CopyBytesToGo(head, f.Call("subarray", 0, len(head)))
+			if !dicom.IsDICOM(head) {
+				return nil, dicom.ErrNotDICOM
+			}
+			b := make([]byte, n)
 			js.CopyBytesToGo(b, f)
 			return b, nil
 		}}

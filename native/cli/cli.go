@@ -29,6 +29,9 @@ func register(name, summary string, run func(env *Env, args []string) error) {
 // Env carries the output streams so tests can run subcommands in-process.
 type Env struct {
 	Stdout, Stderr io.Writer
+	// notes are printed to Stderr once the command has succeeded, so that a failure stays one
+	// line (e.g. how the slices of a DICOM series were ordered).
+	notes []string
 }
 
 // errUsage marks an error whose usage text was already printed by the flag set.
@@ -65,6 +68,9 @@ func Main(args []string, stdout, stderr io.Writer) (status int) {
 		}
 		fmt.Fprintf(stderr, "ctseg %s: %s\n", args[0], oneLine(err.Error()))
 		return 1
+	}
+	for _, n := range env.notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
 	return 0
 }

@@ -3,6 +3,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,4 +131,43 @@ func TestBadDICOMFolder(t *testing.T) {
 	}
 	r := ctseg(t, "segment", "--input", exampleCT(t), "--series", "1.2.3", "--output", filepath.Join(t.TempDir(), "l.nii.gz"))
 	checkOneLineError(t, r, "segment")
+}
+
+// TestDICOMNotesAndSingleFile: what the reading of a series has to say (here, slices ordered
+// by position for want of instance numbers) comes after a successful command, never before
+// an error, which stays one line; a single DICOM file given as the CT asks for its folder.
+func TestDICOMNotesAndSingleFile(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(exampleDICOM(t), "*"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("series files: %v %v", files, err)
+	}
+	dir := t.TempDir()
+	tag := []byte{0x20, 0x00, 0x13, 0x00, 'I', 'S'} // InstanceNumber, explicit VR
+	for _, f := range files[:3] {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(b, tag)
+		if i < 0 {
+			t.Fatalf("%s: no InstanceNumber", f)
+		}
+		n := int(b[i+6]) | int(b[i+7])<<8
+		copy(b[i+8:i+8+n], bytes.Repeat([]byte(" "), n)) // blank it
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := mustRun(t, "segment", "--input", dir, "--dry-run", "--spacing", "3", "--device", "cpu")
+	if !strings.Contains(r.stderr, "note: instance numbers missing or repeated; slices ordered by position") {
+		t.Errorf("no note after the dry-run: %q", r.stderr)
+	}
+	r = ctseg(t, "segment", "--input", dir, "--dry-run", "--weights", filepath.Join(dir, "missing.pt"))
+	checkOneLineError(t, r, "segment")
+
+	r = ctseg(t, "segment", "--input", files[0], "--output", filepath.Join(t.TempDir(), "l.nii.gz"), "--weights", smallModel(t), "--device", "cpu")
+	checkOneLineError(t, r, "segment")
+	if !strings.Contains(r.stderr, "is a single DICOM image: give the folder that holds the whole series") {
+		t.Errorf("a single DICOM file: %q", r.stderr)
+	}
 }

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -15,7 +16,7 @@ import (
 const inputHelp = "CT: a NIfTI file (.nii, .nii.gz) or a folder holding a DICOM series"
 
 // seriesHelp is the --series text: which DICOM series of a folder to read.
-const seriesHelp = "SeriesInstanceUID of the DICOM series to read when the folder holds several CT series"
+const seriesHelp = "SeriesInstanceUID of the DICOM series to read when the folder holds several CT series (- for the one without a UID)"
 
 // readCT reads the CT at path: a DICOM series when path is a folder, NIfTI otherwise. The
 // header describes the input's grid, for outputs written on it.
@@ -58,6 +59,9 @@ func openSeries(path, series string) (*dicom.Series, error) {
 		if series != "" {
 			return nil, fmt.Errorf("--series applies to a DICOM folder; %s is a file", path)
 		}
+		if isDICOMFile(path) {
+			return nil, fmt.Errorf("%s is a single DICOM image: give the folder that holds the whole series", path)
+		}
 		return nil, nil
 	}
 	srcs, err := dicom.Dir(path)
@@ -71,8 +75,21 @@ func openSeries(path, series string) (*dicom.Series, error) {
 	return s, nil
 }
 
+// isDICOMFile reports whether the file at path starts like a DICOM file.
+func isDICOMFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 132)
+	_, err = io.ReadFull(f, head)
+	return err == nil && dicom.IsDICOM(head)
+}
+
 // report tells the user what they should know of a series once it has been read: where the
-// reading departed from MONAI's slice order always, the series itself with --verbose.
+// reading departed from MONAI's slice order always (once the command has succeeded), the
+// series itself with --verbose.
 func report(env *Env, s *dicom.Series, verbose bool) {
 	if verbose {
 		uid := s.UID
@@ -83,7 +100,5 @@ func report(env *Env, s *dicom.Series, verbose bool) {
 		fmt.Fprintf(env.Stderr, "DICOM series %s %q: %dx%dx%d voxels of %.4g x %.4g x %.4g mm, %d other files skipped\n",
 			uid, strings.TrimSpace(s.Description), s.Dims[0], s.Dims[1], s.Dims[2], sp[0], sp[1], sp[2], len(s.Skipped))
 	}
-	for _, n := range s.Notes {
-		fmt.Fprintf(env.Stderr, "note: %s\n", n)
-	}
+	env.notes = append(env.notes, s.Notes...)
 }

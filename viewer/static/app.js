@@ -57,7 +57,10 @@ function startWorker() {
     const m = ev.data;
     if (m.type === 'progress') return onProgress(m.done, m.total);
     if (m.type === 'phase') return ($('progressText').textContent = m.text);
-    if (m.type === 'loadProgress') return ($('ctInfo').textContent = `Reading ${app.loading}… ${m.done} of ${m.total} images`);
+    if (m.type === 'loadProgress') {
+      if (document.body.dataset.state === 'loading') $('ctInfo').textContent = `Reading ${app.loading}… ${m.done} of ${m.total} images`;
+      return;
+    }
     if (m.type === 'exit') return onWorkerExit(m.message);
     const c = app.calls.get(m.id);
     if (!c) return;
@@ -92,7 +95,8 @@ async function onWorkerExit(why) {
   startWorker();
   $('dlLabels').disabled = $('dlStats').disabled = true; // the new worker has no result
   try {
-    if (app.ct) await call('loadCT', ...await ctMessage(app.ct.source, app.ct.name, app.ct.series));
+    // Through the load queue: a CT chosen meanwhile is loaded after this one, not before.
+    if (app.ct) await queued(async () => call('loadCT', ...await ctMessage(app.ct.source, app.ct.name, app.ct.series)));
     if (app.weights) await call('loadWeights', { bytes: await app.weights.source.arrayBuffer(), name: app.weights.name });
   } catch (e) {
     message(`The segmentation worker stopped (${why}) and could not be restarted: ${e.message}. Reload the page.`);
@@ -135,8 +139,19 @@ async function checkWebGPU() {
 // can be given them again.
 async function ctMessage(source, name, series) {
   if (!Array.isArray(source)) return [{ bytes: await source.arrayBuffer(), name }];
-  const files = await Promise.all(source.map((f) => f.arrayBuffer()));
-  return [{ files, names: source.map((f) => f.webkitRelativePath || f.name), name, series }, files];
+  const images = source.filter((f) => f.size <= MAX_DICOM_FILE); // a larger file is no CT image
+  const files = await Promise.all(images.map((f) => f.arrayBuffer()));
+  return [{ files, names: images.map((f) => f.webkitRelativePath || f.name), name, series }, files];
+}
+const MAX_DICOM_FILE = 1 << 30; // dicom.MaxFileBytes
+
+// queued runs loads one after another, in the order they were asked for: the worker's Go
+// serves calls concurrently, so two overlapping loads could otherwise finish in either order
+// and leave the older CT loaded under the newer one's name.
+function queued(f) {
+  const run = (app.loads || Promise.resolve()).then(f, f);
+  app.loads = run.catch(() => {});
+  return run;
 }
 
 // pickSeries offers the CT series of a folder that holds several, one button each.
@@ -148,7 +163,11 @@ function pickSeries(source, name, list) {
     b.dataset.uid = s.uid;
     b.textContent = `${s.description || s.uid || 'unnamed series'} · ${s.images} images`;
     b.title = s.uid;
-    b.addEventListener('click', () => { p.hidden = true; loadCT(source, name, s.uid); });
+    b.addEventListener('click', () => {
+      if (app.running) return message('A segmentation is running: wait for it or cancel it, then choose the series.', 'warn');
+      p.hidden = true;
+      loadCT(source, name, s.uid);
+    });
     return b;
   }));
   p.hidden = false;
@@ -158,14 +177,16 @@ function pickSeries(source, name, list) {
 }
 
 async function loadCT(source, name, series) {
-  if (app.running) return;
+  if (app.running) return message('A segmentation is running: wait for it or cancel it before loading another CT.', 'warn');
+  const gen = (app.loadGen = (app.loadGen || 0) + 1);
   setState('loading');
   message('');
   $('seriesPick').hidden = true;
   $('ctInfo').textContent = `Reading ${name}…`;
   app.loading = name;
   try {
-    const info = await call('loadCT', ...await ctMessage(source, name, series));
+    const info = await queued(async () => call('loadCT', ...await ctMessage(source, name, series)));
+    if (gen !== app.loadGen) return; // a later load is on its way
     if (info.series) return pickSeries(source, name, info.series);
     app.ct = { source, name, series, info };
     app.result = null;
@@ -182,6 +203,7 @@ async function loadCT(source, name, series) {
     else if (info.notes) message(`${name}: ${info.notes}.`, 'warn');
     setState('ready');
   } catch (e) {
+    if (gen !== app.loadGen) return;
     $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
     message(e.message, 'error');
     setState('error');
@@ -197,9 +219,13 @@ $('ctFile').addEventListener('change', (ev) => {
 
 // The files of a chosen folder are the images of a DICOM series; the folder names the CT.
 $('ctFolder').addEventListener('change', (ev) => {
-  const files = [...ev.target.files].filter((f) => !/(^|\/)\./.test(f.webkitRelativePath || f.name));
-  const folder = (files[0] && files[0].webkitRelativePath.split('/')[0]) || 'DICOM series';
+  // Hidden files and folders inside are skipped (the chosen folder's own name may start with a dot).
+  const inside = (f) => (f.webkitRelativePath || f.name).split('/').slice(f.webkitRelativePath ? 1 : 0);
+  const files = [...ev.target.files].filter((f) => !inside(f).some((p) => p.startsWith('.')));
+  const all = [...ev.target.files];
+  const folder = (all[0] && all[0].webkitRelativePath.split('/')[0]) || 'The folder';
   if (files.length) loadCT(files, folder);
+  else message(`${folder} holds no files to read.`, 'error');
   ev.target.value = '';
 });
 
@@ -215,8 +241,8 @@ async function filesOf(entry) {
   }
 }
 
-// Files dropped anywhere on the page: weights by their extension; a folder, or several other
-// files, as the images of a DICOM series; one other file as the CT.
+// Files dropped anywhere on the page: weights by their extension; a folder as a DICOM series;
+// a NIfTI file as the CT; otherwise several files as the images of a series, one as the CT.
 // (Dropping must never make the browser navigate away to the file and lose the work.)
 const isWeights = (name) => /\.(pt|pth|safetensors)$/i.test(name);
 async function dropped(ev) {
@@ -228,7 +254,9 @@ async function dropped(ev) {
   const folder = entries.find((e) => e.isDirectory);
   if (folder) return loadCT(await filesOf(folder), folder.name);
   const cts = files.filter((f) => !isWeights(f.name));
-  if (cts.length > 1) loadCT(cts, 'DICOM series');
+  const nifti = cts.find((f) => /\.nii(\.gz)?$/i.test(f.name));
+  if (nifti) loadCT(nifti, nifti.name);
+  else if (cts.length > 1) loadCT(cts, 'DICOM series');
   else if (cts.length === 1) loadCT(cts[0], cts[0].name);
 }
 const drop = $('drop');

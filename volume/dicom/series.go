@@ -1,6 +1,7 @@
 package dicom
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,8 @@ type Options struct {
 	// MaxVoxels caps columns × rows × slices before the volume is allocated; 0 means
 	// volume.DefaultMaxVoxels.
 	MaxVoxels int64
-	// Series picks one SeriesInstanceUID when the files hold several series.
+	// Series picks one SeriesInstanceUID when the files hold several series (NoUID: the
+	// files without one).
 	Series string
 	// Progress, when set, is called after each slice Volume decodes, with the slices done and
 	// in all (a large JPEG 2000 series takes a minute in a browser), one call at a time.
@@ -43,11 +45,16 @@ var (
 	ErrSeveralSeries = errors.New("the files hold several CT series")
 )
 
-// maxFileBytes bounds one file read from a folder: a single-frame CT image is well under
-// this, and a larger file is not one (it is skipped, errTooLargeFile).
-const maxFileBytes = 1 << 30
+// MaxFileBytes bounds one file of a series: a single-frame CT image is well under this, and
+// a larger file is not one. A Source returns ErrFileTooLarge for it, and Open skips it.
+const MaxFileBytes = 1 << 30
 
-var errTooLargeFile = errors.New("file too large for one DICOM image")
+// ErrFileTooLarge and ErrNotDICOM, returned by a Source's Open, make Open skip that file
+// (a source may say so from the file's size or first 132 bytes without reading it whole).
+var (
+	ErrFileTooLarge = errors.New("file too large for one DICOM image")
+	ErrNotDICOM     = errNotDICOM
+)
 
 // Series is a DICOM CT series whose geometry has been read and checked; Volume decodes it.
 type Series struct {
@@ -77,7 +84,7 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 	var skipped []string
 	for _, src := range srcs {
 		b, err := src.Open()
-		if errors.Is(err, errTooLargeFile) {
+		if errors.Is(err, ErrFileTooLarge) {
 			skipped = append(skipped, src.Name)
 			continue
 		}
@@ -124,6 +131,9 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 // pickSeries chooses the series to read: the one asked for, else the only CT series.
 func pickSeries(groups map[string][]slice, order []string, want string) (string, error) {
 	if want != "" {
+		if want == NoUID {
+			want = ""
+		}
 		if _, ok := groups[want]; ok {
 			return want, nil
 		}
@@ -144,10 +154,14 @@ func pickSeries(groups map[string][]slice, order []string, want string) (string,
 	e := &SeveralSeriesError{list: list(groups, order)}
 	for _, uid := range ct {
 		h := groups[uid][0].h
-		e.Series = append(e.Series, SeriesInfo{UID: uid, Description: strings.TrimSpace(h.seriesDesc), Images: len(groups[uid])})
+		e.Series = append(e.Series, SeriesInfo{UID: cmp.Or(uid, NoUID), Description: strings.TrimSpace(h.seriesDesc), Images: len(groups[uid])})
 	}
 	return "", e
 }
+
+// NoUID names, in Options.Series and SeriesInfo.UID, the files without a SeriesInstanceUID
+// (anonymisers remove it); a UID holds only digits and dots, so it cannot be one.
+const NoUID = "-"
 
 // SeriesInfo describes one CT series found among the files.
 type SeriesInfo struct {
@@ -182,7 +196,7 @@ func describe(uid string, sl []slice) string {
 		d += " " + strings.TrimSpace(h.seriesDesc)
 	}
 	if uid == "" {
-		uid = "(no SeriesInstanceUID)"
+		uid = NoUID + " (no SeriesInstanceUID)"
 	}
 	return fmt.Sprintf("%s (%s, %d images)", uid, strings.TrimSpace(d), len(sl))
 }
@@ -446,8 +460,8 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() > maxFileBytes {
-		return nil, errTooLargeFile // not a CT slice: skipped, whatever else it is
+	if st.Size() > MaxFileBytes {
+		return nil, ErrFileTooLarge // not a CT slice: skipped, whatever else it is
 	}
 	b := make([]byte, st.Size())
 	copy(b, head)

@@ -218,6 +218,16 @@ func TestSeriesRefusals(t *testing.T) {
 	if err != nil || s.Dims[2] != 2 {
 		t.Fatalf("--series 9.9: %v, %+v", err, s)
 	}
+	// A series without a UID is listed, and chosen, as NoUID.
+	sl = base()
+	sl[0].uid, sl[1].uid = "", ""
+	_, err = Open(sources(enc(sl)...), Options{})
+	if !errors.As(err, &several) || several.Series[0].UID != NoUID {
+		t.Fatalf("a series without a UID: %v", err)
+	}
+	if s, err = Open(sources(enc(sl)...), Options{Series: NoUID}); err != nil || s.Dims[2] != 2 {
+		t.Fatalf("choosing the series without a UID: %v", err)
+	}
 	// Instance numbers against the positions: ordered by position, with a note.
 	sl = base()
 	sl[1].instance, sl[3].instance = sl[3].instance, sl[1].instance
@@ -397,7 +407,7 @@ func TestOtherFilesInTheFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	big.Write(files[0][:132])
-	if err := big.Truncate(maxFileBytes + 1); err != nil { // sparse: no disk space used
+	if err := big.Truncate(MaxFileBytes + 1); err != nil { // sparse: no disk space used
 		t.Fatal(err)
 	}
 	big.Close()
