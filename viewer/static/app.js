@@ -36,7 +36,10 @@ viewer.onWindow = (w) => { $('winW').value = Math.round(w.w); $('winL').value = 
 
 function setState(s) { document.body.dataset.state = s; }
 
-function message(text, kind, retry) {
+// message shows text (kind: error, warn); owner names who set it, so that a later success of
+// the same owner clears only its own message.
+function message(text, kind, retry, owner) {
+  app.messageOwner = owner || '';
   const m = $('message');
   m.hidden = !text;
   m.textContent = text || '';
@@ -172,7 +175,7 @@ function pickSeries(source, name, list) {
   }));
   p.hidden = false;
   $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
-  message(`${name} holds ${list.length} CT series: choose one.`, 'warn');
+  message(`${name} holds ${list.length} CT series: choose one.`, 'warn', undefined, 'ct');
   setState('pick-series');
 }
 
@@ -199,13 +202,13 @@ async function loadCT(source, name, series) {
     renderLegend();
     $('dlLabels').disabled = $('dlStats').disabled = true;
     $('summary').textContent = '';
-    if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway']);
-    else if (info.notes) message(`${name}: ${info.notes}.`, 'warn');
+    if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway'], 'ct');
+    else if (info.notes) message(`${name}: ${info.notes}.`, 'warn', undefined, 'ct');
     setState('ready');
   } catch (e) {
     if (gen !== app.loadGen) return;
     $('ctInfo').textContent = app.ct ? `${app.ct.name} (still loaded)` : 'No CT loaded.';
-    message(e.message, 'error');
+    message(e.message, 'error', undefined, 'ct');
     setState('error');
   }
   updateRun();
@@ -225,7 +228,7 @@ $('ctFolder').addEventListener('change', (ev) => {
   const all = [...ev.target.files];
   const folder = (all[0] && all[0].webkitRelativePath.split('/')[0]) || 'The folder';
   if (files.length) loadCT(files, folder);
-  else message(`${folder} holds no files to read.`, 'error');
+  else message(`${folder} holds no files to read.`, 'error', undefined, 'ct');
   ev.target.value = '';
 });
 
@@ -314,7 +317,7 @@ async function loadWeights(source, name, from, spacing) {
       }
     }
     showWeights();
-    message('');
+    if (app.messageOwner !== 'ct') message(''); // what a CT load had to say stays
     setState('ready');
   } catch (e) {
     message(e.message, 'error');
