@@ -139,49 +139,31 @@ func (r *bitReader) restart() error {
 // decodeLosslessJPEG decodes one frame of rows×cols samples and calls put for each, in
 // raster order, with the reconstructed value (before DICOM's bits-stored masking).
 func decodeLosslessJPEG(f []byte, rows, cols int, put func(int, int64)) error {
-	if len(f) < 2 || f[0] != 0xFF || f[1] != 0xD8 {
-		return jpegErr("no start-of-image marker")
-	}
 	var tables [4]*huffman
 	precision, restartInterval := 0, 0
-	off := 2
-	for {
-		if off+4 > len(f) || f[off] != 0xFF {
-			return jpegErr("truncated or misplaced marker at byte %d", off)
-		}
-		m := f[off+1]
-		if m == 0xFF { // fill byte
-			off++
-			continue
-		}
-		n := int(binary.BigEndian.Uint16(f[off+2:]))
-		if n < 2 || off+2+n > len(f) {
-			return jpegErr("marker segment 0xFF%02X claims %d bytes, %d left", m, n, len(f)-off-2)
-		}
-		seg := f[off+4 : off+2+n]
-		off += 2 + n
+	return jpegSegments(f, jpegErr, func(m byte, seg, rest []byte) (bool, error) {
 		switch {
 		case m == 0xC3: // SOF3: lossless, Huffman
 			if len(seg) < 9 {
-				return jpegErr("short frame header")
+				return true, jpegErr("short frame header")
 			}
 			precision = int(seg[0])
 			y, x, nf := int(binary.BigEndian.Uint16(seg[1:])), int(binary.BigEndian.Uint16(seg[3:])), int(seg[5])
 			if precision < 2 || precision > 16 {
-				return jpegErr("sample precision %d", precision)
+				return true, jpegErr("sample precision %d", precision)
 			}
 			if nf != 1 {
-				return jpegErr("%d components: a CT has 1", nf)
+				return true, jpegErr("%d components: a CT has 1", nf)
 			}
 			if y != rows || x != cols {
-				return jpegErr("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
+				return true, jpegErr("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
 			}
 		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
-			return jpegErr("frame type 0xFF%02X is not lossless Huffman JPEG (SOF3)", m)
+			return true, jpegErr("frame type 0xFF%02X is not lossless Huffman JPEG (SOF3)", m)
 		case m == 0xC4: // DHT: one or more tables
 			for len(seg) > 0 {
 				if len(seg) < 17 {
-					return jpegErr("short Huffman table")
+					return true, jpegErr("short Huffman table")
 				}
 				tc, th := seg[0]>>4, seg[0]&15
 				var counts [16]byte
@@ -191,40 +173,70 @@ func decodeLosslessJPEG(f []byte, rows, cols int, put func(int, int64)) error {
 					total += int(c)
 				}
 				if tc != 0 || th > 3 || total > 256 || 17+total > len(seg) {
-					return jpegErr("bad Huffman table")
+					return true, jpegErr("bad Huffman table")
 				}
 				h, err := newHuffman(counts, seg[17:17+total])
 				if err != nil {
-					return err
+					return true, err
 				}
 				tables[th] = h
 				seg = seg[17+total:]
 			}
 		case m == 0xDD: // DRI
 			if len(seg) < 2 {
-				return jpegErr("short restart interval")
+				return true, jpegErr("short restart interval")
 			}
 			restartInterval = int(binary.BigEndian.Uint16(seg))
 		case m == 0xDA: // SOS: the scan follows
 			if precision == 0 {
-				return jpegErr("scan before the frame header")
+				return true, jpegErr("scan before the frame header")
 			}
 			if len(seg) < 6 || seg[0] != 1 {
-				return jpegErr("scan of more than one component")
+				return true, jpegErr("scan of more than one component")
 			}
 			td := seg[2] >> 4
 			sv, pt := int(seg[3]), int(seg[5]&15)
 			if td > 3 || tables[td] == nil {
-				return jpegErr("scan uses a Huffman table that was not defined")
+				return true, jpegErr("scan uses a Huffman table that was not defined")
 			}
 			if sv < 1 || sv > 7 || pt >= precision {
-				return jpegErr("predictor %d, point transform %d", sv, pt)
+				return true, jpegErr("predictor %d, point transform %d", sv, pt)
 			}
-			return scanLossless(f[off:], rows, cols, precision, sv, pt, restartInterval, tables[td], put)
+			return true, scanLossless(rest, rows, cols, precision, sv, pt, restartInterval, tables[td], put)
 		case m == 0xD9:
-			return jpegErr("no scan before the end of the image")
+			return true, jpegErr("no scan before the end of the image")
 		}
 		// APPn, COM, DQT and other segments carry nothing a lossless decoder needs.
+		return false, nil
+	})
+}
+
+// jpegSegments walks the marker segments of a JPEG or JPEG-LS stream from its start-of-image
+// marker (T.81 B.1, T.87 C.1), checking each length against the bytes left. visit gets the
+// marker, the segment's payload and the bytes after it, and returns true to stop (at the
+// scan, whose coded data follows the segment). fail words the errors for the caller's codec.
+func jpegSegments(f []byte, fail func(string, ...any) error, visit func(m byte, seg, rest []byte) (bool, error)) error {
+	if len(f) < 2 || f[0] != 0xFF || f[1] != 0xD8 {
+		return fail("no start-of-image marker")
+	}
+	for off := 2; ; {
+		if off+4 > len(f) || f[off] != 0xFF {
+			return fail("truncated or misplaced marker at byte %d", off)
+		}
+		m := f[off+1]
+		if m == 0xFF { // fill byte
+			off++
+			continue
+		}
+		n := int(binary.BigEndian.Uint16(f[off+2:]))
+		if n < 2 || off+2+n > len(f) {
+			return fail("marker segment 0xFF%02X claims %d bytes, %d left", m, n, len(f)-off-2)
+		}
+		seg := f[off+4 : off+2+n]
+		off += 2 + n
+		if stop, err := visit(m, seg, f[off:]); stop || err != nil {
+			return err
+		}
 	}
 }
 

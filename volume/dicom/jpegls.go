@@ -158,46 +158,28 @@ var runJ = [32]int{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 6
 
 // decodeJPEGLS decodes one frame of rows×cols samples, calling put with each in raster order.
 func decodeJPEGLS(f []byte, rows, cols int, put func(int, int64)) error {
-	if len(f) < 2 || f[0] != 0xFF || f[1] != 0xD8 {
-		return jlsErr("no start-of-image marker")
-	}
 	var p jlsParams
 	precision := 0
-	off := 2
-	for {
-		if off+4 > len(f) || f[off] != 0xFF {
-			return jlsErr("truncated or misplaced marker at byte %d", off)
-		}
-		m := f[off+1]
-		if m == 0xFF {
-			off++
-			continue
-		}
-		n := int(binary.BigEndian.Uint16(f[off+2:]))
-		if n < 2 || off+2+n > len(f) {
-			return jlsErr("marker segment 0xFF%02X claims %d bytes, %d left", m, n, len(f)-off-2)
-		}
-		seg := f[off+4 : off+2+n]
-		off += 2 + n
+	return jpegSegments(f, jlsErr, func(m byte, seg, rest []byte) (bool, error) {
 		switch m {
 		case 0xF7: // SOF55: JPEG-LS frame
 			if len(seg) < 9 {
-				return jlsErr("short frame header")
+				return true, jlsErr("short frame header")
 			}
 			precision = int(seg[0])
 			y, x, nf := int(binary.BigEndian.Uint16(seg[1:])), int(binary.BigEndian.Uint16(seg[3:])), int(seg[5])
 			if precision < 2 || precision > 16 {
-				return jlsErr("sample precision %d", precision)
+				return true, jlsErr("sample precision %d", precision)
 			}
 			if nf != 1 {
-				return jlsErr("%d components: a CT has 1", nf)
+				return true, jlsErr("%d components: a CT has 1", nf)
 			}
 			if y != rows || x != cols {
-				return jlsErr("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
+				return true, jlsErr("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
 			}
 		case 0xF8: // LSE: preset coding parameters (id 1); others (mapping tables) are refused
 			if len(seg) < 11 || seg[0] != 1 {
-				return jlsErr("LSE segment other than preset parameters")
+				return true, jlsErr("LSE segment other than preset parameters")
 			}
 			p.maxval = int(binary.BigEndian.Uint16(seg[1:]))
 			p.t1 = int(binary.BigEndian.Uint16(seg[3:]))
@@ -206,34 +188,35 @@ func decodeJPEGLS(f []byte, rows, cols int, put func(int, int64)) error {
 			p.reset = int(binary.BigEndian.Uint16(seg[9:]))
 		case 0xDD: // DRI
 			if len(seg) >= 2 && binary.BigEndian.Uint16(seg) != 0 {
-				return jlsErr("restart intervals are not supported")
+				return true, jlsErr("restart intervals are not supported")
 			}
 		case 0xDA: // SOS
 			if precision == 0 {
-				return jlsErr("scan before the frame header")
+				return true, jlsErr("scan before the frame header")
 			}
 			if len(seg) < 6 || seg[0] != 1 {
-				return jlsErr("scan of more than one component")
+				return true, jlsErr("scan of more than one component")
 			}
 			if seg[2] != 0 || seg[5]&15 != 0 {
-				return jlsErr("mapping tables and point transforms are not supported")
+				return true, jlsErr("mapping tables and point transforms are not supported")
 			}
 			p.near = int(seg[3])
 			p.defaults(precision)
 			if p.maxval >= 1<<precision || p.near > min(255, p.maxval/2) ||
 				p.t1 < p.near+1 || p.t2 < p.t1 || p.t3 < p.t2 || p.t3 > p.maxval || p.reset < 3 {
-				return jlsErr("coding parameters MAXVAL %d NEAR %d T1 %d T2 %d T3 %d RESET %d are not valid",
+				return true, jlsErr("coding parameters MAXVAL %d NEAR %d T1 %d T2 %d T3 %d RESET %d are not valid",
 					p.maxval, p.near, p.t1, p.t2, p.t3, p.reset)
 			}
-			return scanJPEGLS(f[off:], rows, cols, &p, put)
+			return true, scanJPEGLS(rest, rows, cols, &p, put)
 		case 0xD9:
-			return jlsErr("no scan before the end of the image")
+			return true, jlsErr("no scan before the end of the image")
 		default:
 			if m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC {
-				return jlsErr("frame type 0xFF%02X is not JPEG-LS", m)
+				return true, jlsErr("frame type 0xFF%02X is not JPEG-LS", m)
 			}
 		}
-	}
+		return false, nil
+	})
 }
 
 // scanJPEGLS undoes T.87's coding line by line. Lines carry one extra sample at each end: at
