@@ -22,10 +22,10 @@ const seriesHelp = "SeriesInstanceUID of the DICOM series to read when the folde
 // header describes the input's grid, for outputs written on it.
 func readCT(env *Env, path, series string, verbose bool) (*volume.Volume, *volume.Header, error) {
 	s, err := openSeries(path, series)
-	if err != nil || s == nil {
-		if err != nil {
-			return nil, nil, err
-		}
+	if err != nil {
+		return nil, nil, err
+	}
+	if s == nil {
 		return volume.ReadNIfTI(path)
 	}
 	v, err := s.Volume()
@@ -39,10 +39,10 @@ func readCT(env *Env, path, series string, verbose bool) (*volume.Volume, *volum
 // readGrid reads only the grid of the CT at path (the DICOM headers, or the NIfTI header).
 func readGrid(env *Env, path, series string, verbose bool) (*volume.Header, error) {
 	s, err := openSeries(path, series)
-	if err != nil || s == nil {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
 		return volume.ReadHeader(path)
 	}
 	report(env, s, verbose)

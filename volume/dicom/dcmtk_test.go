@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"ctseg/internal/shared"
 )
 
 var regen = flag.Bool("regen", false, "rewrite testdata/*/native, the inputs of testdata/make.sh")
@@ -170,18 +168,7 @@ func TestDCMTKEncodedSeries(t *testing.T) {
 // benchSlice is the real CT slice of testdata/bench: the 11th image of the shared series,
 // decoded from its JPEG 2000. -regen writes it uncompressed for make.sh to encode.
 func benchSlice(t testing.TB) (*header, []float32) {
-	srcs, err := Dir(shared.Path(t, "data", "ct", "example_ct_dicom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := srcs[10].Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sharedSlice(t, 10)
 	if err := h.checkPixelFormat(); err != nil {
 		t.Fatal(err)
 	}

@@ -85,19 +85,17 @@ func (h *header) decode(out []float32) error {
 		return h.decodeNative(n, put)
 	case rleLossless:
 		return h.decodeRLE(n, put)
-	case jpegLossless, jpegSV1:
+	case jpegLossless, jpegSV1, jpegLSLossless, jpegLSNear:
 		f, err := h.frame()
 		if err != nil {
 			return err
+		}
+		codec := decodeLosslessJPEG
+		if h.syntax == jpegLSLossless || h.syntax == jpegLSNear {
+			codec = decodeJPEGLS
 		}
 		// The decoded value is the stored bit pattern; masking and sign extension as for native data.
-		return decodeLosslessJPEG(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
-	case jpegLSLossless, jpegLSNear:
-		f, err := h.frame()
-		if err != nil {
-			return err
-		}
-		return decodeJPEGLS(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
+		return codec(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
 	case j2kLossless, j2kAny:
 		return h.decodeJ2K(n, put)
 	}

@@ -63,7 +63,7 @@ type Series struct {
 	Dims                       [3]int // columns, rows, slices
 	Affine                     [4][4]float64
 	// Skipped names the files that are not images (no DICOM marker, or no pixel data, such as a
-	// DICOMDIR or a dose report).
+	// DICOMDIR or a dose report, or over MaxFileBytes).
 	Skipped []string
 	// Notes says where the reading departed from MONAI's order (see orderSlices).
 	Notes []string
@@ -84,11 +84,11 @@ func Open(srcs []Source, opt Options) (*Series, error) {
 	var skipped []string
 	for _, src := range srcs {
 		b, err := src.Open()
-		if errors.Is(err, ErrFileTooLarge) {
+		if errors.Is(err, ErrFileTooLarge) || errors.Is(err, ErrNotDICOM) {
 			skipped = append(skipped, src.Name)
 			continue
 		}
-		if err != nil && !errors.Is(err, errNotDICOM) {
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", src.Name, err)
 		}
 		h, err := parse(b)
@@ -394,10 +394,7 @@ func (s *Series) decodeSlice(k int, out []float32) error {
 // (scanner coordinates, millimetres).
 func (s *Series) Header() *volume.Header {
 	v := volume.Volume{Affine: s.Affine}
-	desc := strings.TrimSpace("DICOM " + s.Description)
-	if len(desc) > 79 {
-		desc = desc[:79]
-	}
+	desc := strings.TrimSpace("DICOM " + s.Description) // the NIfTI writer keeps 79 bytes of it
 	return &volume.Header{Version: 1, Dims: s.Dims, Datatype: 16, Pixdim: v.Spacing(), Qfac: 1,
 		Affine: s.Affine, AffineSource: "dicom", SformCode: 1, QformCode: 1, XYZTUnits: 2, Description: desc}
 }

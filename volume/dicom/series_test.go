@@ -309,18 +309,7 @@ func FuzzParse(f *testing.F) {
 // FuzzJPEG2000 feeds mutated codestreams of the shared series to the JPEG 2000 path, whose
 // decoder is a dependency: it must return errors (or wrong pixels), never crash the program.
 func FuzzJPEG2000(f *testing.F) {
-	srcs, err := Dir(shared.Path(f, "data", "ct", "example_ct_dicom"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	b, err := srcs[0].Open()
-	if err != nil {
-		f.Fatal(err)
-	}
-	h, err := parse(b)
-	if err != nil {
-		f.Fatal(err)
-	}
+	h := sharedSlice(f, 0)
 	f.Add(h.fragments[0])
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		g := *h
@@ -455,4 +444,21 @@ func TestLinkedFolderAndFiles(t *testing.T) {
 			t.Errorf("%s: %v", dir, err)
 		}
 	}
+}
+
+// sharedSlice parses the k-th file of the shared JPEG 2000 series.
+func sharedSlice(t testing.TB, k int) *header {
+	srcs, err := Dir(shared.Path(t, "data", "ct", "example_ct_dicom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := srcs[k].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
