@@ -26,10 +26,7 @@ func (f *testFile) add(tag uint32, vr string, val []byte) *testFile {
 }
 
 func (f *testFile) str(tag uint32, vr, s string) *testFile {
-	if len(s)%2 == 1 { // values have even lengths: UIDs are padded with NUL, other strings with a space
-		s += map[bool]string{true: "\x00", false: " "}[vr == "UI"]
-	}
-	return f.add(tag, vr, []byte(s))
+	return f.add(tag, vr, text(tag, vr, s).val)
 }
 
 func (f *testFile) us(tag uint32, v int) *testFile {
@@ -62,23 +59,12 @@ func (f *testFile) bytes() []byte {
 }
 
 func appendElem(b []byte, implicit bool, e testElem) []byte {
+	if e.raw == nil {
+		return appendElement(b, implicit, elem{tag: e.tag, vr: e.vr, val: e.val})
+	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag>>16))
 	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag))
-	if e.raw != nil {
-		return append(b, e.raw...)
-	}
-	switch {
-	case implicit:
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.val)))
-	case longVR(e.vr):
-		b = append(b, e.vr...)
-		b = append(b, 0, 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.val)))
-	default:
-		b = append(b, e.vr...)
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(e.val)))
-	}
-	return append(b, e.val...)
+	return append(b, e.raw...)
 }
 
 // ctSlice describes one synthetic CT image.

@@ -11,6 +11,7 @@
 package dicom
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type header struct {
 	modality       string
 	seriesUID      string
 	seriesDesc     string
+	sopClass       string
+	sopInstance    string
+	copied         map[uint32][]byte // patient, study and frame of reference attributes (copiedTags)
 	instance       int
 	hasInstance    bool
 	position       []float64 // ImagePositionPatient (LPS mm)
@@ -286,8 +290,13 @@ func parse(b []byte) (*header, error) {
 		if e.undefined {
 			return nil, fmt.Errorf("file meta information: element (%04X,%04X) of undefined length", e.tag>>16, e.tag&0xFFFF)
 		}
-		if e.tag == 0x00020010 {
+		switch e.tag {
+		case 0x00020010:
 			h.syntax = str(e.value)
+		case 0x00020002:
+			h.sopClass = str(e.value) // the dataset's own, when it has one, replaces these
+		case 0x00020003:
+			h.sopInstance = str(e.value)
 		}
 	}
 	switch h.syntax {
@@ -346,7 +355,22 @@ func parse(b []byte) (*header, error) {
 // malformed one is reported with its tag.
 func (h *header) set(tag uint32, v []byte) error {
 	var err error
+	if _, ok := copiedTags[tag]; ok {
+		if h.copied == nil {
+			h.copied = map[uint32][]byte{}
+		}
+		h.copied[tag] = bytes.Clone(v) // not a view: the file's bytes are dropped after the scan
+		return nil
+	}
 	switch tag {
+	case 0x00080016:
+		if str(v) != "" { // anonymisers may empty these and keep the file meta's copies
+			h.sopClass = str(v)
+		}
+	case 0x00080018:
+		if str(v) != "" {
+			h.sopInstance = str(v)
+		}
 	case 0x00080060:
 		h.modality = str(v)
 	case 0x0008103E:
