@@ -7,6 +7,7 @@ import (
 	"ctseg/labels"
 	"ctseg/model"
 	"ctseg/volume"
+	"ctseg/volume/dicom"
 )
 
 // ErrCancelled is returned when Options.Cancelled asked to stop.
@@ -127,4 +128,28 @@ func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt O
 // and qform codes) when there is one.
 func LabelFileOptions(classes int, ref *volume.Header) volume.LabelOptions {
 	return volume.LabelOptions{Names: labels.Names[:min(classes, labels.Count)], Colors: labels.Colors, Write: volume.WriteOptions{Ref: ref}}
+}
+
+// SegmentationOptions describe the label map as a DICOM Segmentation, for `ctseg segment
+// --dicom-seg`, `ctseg dicom-seg` and the browser's download alike: one segment per class with
+// its name, SNOMED CT coding and colour, and the model that made it.
+func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
+	opt := dicom.SegOptions{
+		SeriesDescription: "ctseg whole-body segmentation",
+		Algorithm:         "MONAI wholeBody_ct_segmentation SegResNet",
+		Software:          "ctseg",
+	}
+	if spacing > 0 {
+		opt.SeriesDescription = fmt.Sprintf("ctseg whole-body segmentation %g mm", spacing)
+	}
+	for i := 1; i < min(classes, labels.Count); i++ {
+		c := labels.Codings[i]
+		sg := dicom.Segment{Value: uint8(i), Label: labels.Names[i], Category: dicom.Code(c.Category), Type: dicom.Code(c.Type), Color: labels.Colors[i]}
+		if c.Modifier != nil {
+			m := dicom.Code(*c.Modifier)
+			sg.Modifier = &m
+		}
+		opt.Segments = append(opt.Segments, sg)
+	}
+	return opt
 }

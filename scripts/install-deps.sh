@@ -3,7 +3,7 @@
 # the Vulkan loader and Mesa's lavapipe (a CPU Vulkan driver, so GPU tests run anywhere), and
 # Chromium for the browser end-to-end test. Does nothing when everything is present.
 set -euo pipefail
-pkgs=(gcc libc6-dev libvulkan1 mesa-vulkan-drivers chromium ca-certificates)
+pkgs=(gcc libc6-dev libvulkan1 mesa-vulkan-drivers chromium ca-certificates dicom3tools)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

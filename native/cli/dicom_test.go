@@ -4,6 +4,7 @@ package cli_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,60 @@ func TestDICOMFolderIsTheSameCT(t *testing.T) {
 	}
 	if len(lab) != v.NumVoxels() {
 		t.Fatalf("%d labels for %d voxels", len(lab), v.NumVoxels())
+	}
+	checkSegmentation(t, dir, out, lab)
+}
+
+// checkSegmentation: `segment --dicom-seg` and `dicom-seg` (converting the label map segment
+// wrote) give the same DICOM Segmentation, one segment per structure in the label map, and
+// bad requests end in one line without output. What a segmentation holds, bit by bit and
+// where, and that it is a valid Segmentation IOD, is volume/dicom's test.
+func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8) {
+	d := t.TempDir()
+	seg1, seg2 := filepath.Join(d, "a.dcm"), filepath.Join(d, "b.dcm")
+	r := mustRun(t, "segment", "--input", dir, "--dicom-seg", seg1, "--weights", smallModel(t), "--spacing", "3", "--roi", "32")
+	present := map[uint8]bool{}
+	for _, l := range lab {
+		if l != 0 {
+			present[l] = true
+		}
+	}
+	want := fmt.Sprintf("(DICOM Segmentation: %d structures, ", len(present))
+	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "note: the series has no Series Instance UID") {
+		t.Errorf("segment --dicom-seg says %q, want %q and a note on the anonymised series", r.stderr, want)
+	}
+	r = mustRun(t, "dicom-seg", "--labels", labelFile, "--reference", dir, "--output", seg2)
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("dicom-seg says %q, want %q", r.stderr, want)
+	}
+	pixels := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.LastIndex(b, []byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0})
+		if i < 0 || !dicom.IsDICOM(b) {
+			t.Fatalf("%s: not a DICOM file with pixel data", path)
+		}
+		return b[i:]
+	}
+	if !bytes.Equal(pixels(seg1), pixels(seg2)) {
+		t.Error("segment --dicom-seg and dicom-seg wrote different frames")
+	}
+
+	bad := [][]string{
+		{"segment", "--input", exampleCT(t), "--dicom-seg", filepath.Join(d, "c.dcm"), "--weights", smallModel(t)},
+		{"segment", "--input", dir, "--weights", smallModel(t)},
+		{"dicom-seg", "--labels", labelFile, "--reference", exampleCT(t), "--output", filepath.Join(d, "c.dcm")},
+		{"dicom-seg", "--labels", exampleSeg(t), "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
+		{"dicom-seg", "--labels", labelFile, "--reference", dir, "--output", seg2},
+	}
+	for _, args := range bad {
+		r := ctseg(t, args...)
+		checkOneLineError(t, r, args[0])
+	}
+	if left := dirEntries(t, d); len(left) != 2 {
+		t.Errorf("after the refusals the folder holds %v", left)
 	}
 }
 

@@ -18,22 +18,24 @@ const inputHelp = "CT: a NIfTI file (.nii, .nii.gz) or a folder holding a DICOM 
 // seriesHelp is the --series text: which DICOM series of a folder to read.
 const seriesHelp = "SeriesInstanceUID of the DICOM series to read when the folder holds several CT series (- for the one without a UID)"
 
-// readCT reads the CT at path: a DICOM series when path is a folder, NIfTI otherwise. The
-// header describes the input's grid, for outputs written on it.
-func readCT(env *Env, path, series string, verbose bool) (*volume.Volume, *volume.Header, error) {
+// readCT reads the CT at path: a DICOM series when path is a folder (returned too, for a
+// DICOM Segmentation of it), NIfTI otherwise. The header describes the input's grid, for
+// outputs written on it.
+func readCT(env *Env, path, series string, verbose bool) (*volume.Volume, *volume.Header, *dicom.Series, error) {
 	s, err := openSeries(path, series)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if s == nil {
-		return volume.ReadNIfTI(path)
+		v, h, err := volume.ReadNIfTI(path)
+		return v, h, nil, err
 	}
 	v, err := s.Volume()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	report(env, s, verbose)
-	return v, s.Header(), nil
+	return v, s.Header(), s, nil
 }
 
 // readGrid reads only the grid of the CT at path (the DICOM headers, or the NIfTI header).

@@ -19,6 +19,7 @@ import (
 	"ctseg/model"
 	"ctseg/pipeline"
 	"ctseg/volume"
+	"ctseg/volume/dicom"
 	"ctseg/weights"
 	"ctseg/weights/cache"
 )
@@ -30,10 +31,11 @@ func init() {
 }
 
 func runSegment(env *Env, args []string) error {
-	fs := newFlags(env, "segment", "--input CT.nii.gz|DICOM_FOLDER --output LABELS.nii.gz [--weights FILE] [flags]")
+	fs := newFlags(env, "segment", "--input CT.nii.gz|DICOM_FOLDER --output LABELS.nii.gz|--dicom-seg SEG.dcm [--weights FILE] [flags]")
 	in := fs.String("input", "", inputHelp)
 	series := fs.String("series", "", seriesHelp)
 	out := fs.String("output", "", "label map to write (.nii or .nii.gz), on the input's grid")
+	segOut := fs.String("dicom-seg", "", "also (or instead) write the labels as a DICOM Segmentation of the input series (needs a DICOM folder as --input)")
 	wpath := fs.String("weights", "", "MONAI checkpoint or ctseg weight file (default: the cached weights of --spacing, see `ctseg weights`)")
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
 	device := fs.String("device", "gpu", "gpu or cpu")
@@ -49,9 +51,12 @@ func runSegment(env *Env, args []string) error {
 	if err := required(fs, "input"); err != nil {
 		return err
 	}
-	if !*dry {
-		if err := required(fs, "output"); err != nil {
-			return err
+	if !*dry && *out == "" && *segOut == "" {
+		return fmt.Errorf("give --output LABELS.nii.gz, --dicom-seg SEG.dcm, or both")
+	}
+	if *segOut != "" {
+		if st, err := os.Stat(*in); err == nil && !st.IsDir() {
+			return fmt.Errorf("--dicom-seg: a DICOM Segmentation refers to the images of a DICOM series; --input %s is a file, not a DICOM folder", *in)
 		}
 	}
 	if *spacing != 1.5 && *spacing != 3 {
@@ -73,15 +78,23 @@ func runSegment(env *Env, args []string) error {
 		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, *device == "gpu")
 	}
 	ao := atomicfile.Options{Force: *force, Inputs: []string{*in, *wpath}}
-	if err := atomicfile.Check(*out, ao); err != nil {
-		return err
+	var table string
+	if *out != "" {
+		if err := atomicfile.Check(*out, ao); err != nil {
+			return err
+		}
+		if !strings.HasSuffix(strings.ToLower(*out), ".nii") && !strings.HasSuffix(strings.ToLower(*out), ".nii.gz") {
+			return fmt.Errorf("--output %s: the name must end in .nii or .nii.gz", *out)
+		}
+		table = colorTablePath(*out)
+		if err := atomicfile.Check(table, ao); err != nil {
+			return err
+		}
 	}
-	if !strings.HasSuffix(strings.ToLower(*out), ".nii") && !strings.HasSuffix(strings.ToLower(*out), ".nii.gz") {
-		return fmt.Errorf("--output %s: the name must end in .nii or .nii.gz", *out)
-	}
-	table := colorTablePath(*out)
-	if err := atomicfile.Check(table, ao); err != nil {
-		return err
+	if *segOut != "" {
+		if err := atomicfile.Check(*segOut, ao); err != nil {
+			return err
+		}
 	}
 	statsCSV := false
 	if *stats != "" {
@@ -128,7 +141,7 @@ func runSegment(env *Env, args []string) error {
 		setup <- nil
 	}
 	t := time.Now()
-	ct, ctHeader, readErr := readCT(env, *in, *series, *verbose)
+	ct, ctHeader, ctSeries, readErr := readCT(env, *in, *series, *verbose)
 	stages = append(stages, pipeline.Stage{Name: "read CT", Seconds: time.Since(t).Seconds()})
 	err = <-setup
 	if opt.Net != nil {
@@ -155,16 +168,30 @@ func runSegment(env *Env, args []string) error {
 	// all outputs or none, and an existing file (--force) stays until all are written
 	var outs atomicfile.Set
 	defer outs.Abort()
-	gz := strings.HasSuffix(strings.ToLower(*out), ".gz")
-	if err := outs.Write(*out, ao, func(w io.Writer) error {
-		return volume.EncodeLabels(w, gz, res.Dims, res.Affine, res.Labels, lopt)
-	}); err != nil {
-		return err
+	var written []string
+	if *out != "" {
+		gz := strings.HasSuffix(strings.ToLower(*out), ".gz")
+		if err := outs.Write(*out, ao, func(w io.Writer) error {
+			return volume.EncodeLabels(w, gz, res.Dims, res.Affine, res.Labels, lopt)
+		}); err != nil {
+			return err
+		}
+		if err := outs.Write(table, ao, func(w io.Writer) error {
+			return volume.EncodeColorTable(w, table, names, labels.Colors)
+		}); err != nil {
+			return err
+		}
+		written = append(written, *out, table)
 	}
-	if err := outs.Write(table, ao, func(w io.Writer) error {
-		return volume.EncodeColorTable(w, table, names, labels.Colors)
-	}); err != nil {
-		return err
+	if *segOut != "" {
+		if ctSeries == nil {
+			return fmt.Errorf("--dicom-seg: %s is not a DICOM series", *in) // checked above; kept for safety
+		}
+		desc, err := writeSegmentation(env, &outs, *segOut, ao, ctSeries, res.Labels, net.Cfg.OutChannels, *spacing)
+		if err != nil {
+			return err
+		}
+		written = append(written, desc)
 	}
 	if *stats != "" {
 		st := volume.LabelStats(res.Labels, ct, names)
@@ -187,7 +214,7 @@ func runSegment(env *Env, args []string) error {
 	if rss := peakRSS(); *verbose && rss > 0 {
 		fmt.Fprintf(env.Stderr, ", peak host memory %.1f MB", float64(rss)/1e6)
 	}
-	fmt.Fprintf(env.Stderr, "\nwrote %s and %s\n", *out, table)
+	fmt.Fprintf(env.Stderr, "\nwrote %s\n", strings.Join(written, ", "))
 	if *verbose {
 		stages = append(stages, pipeline.Stage{Name: "write", Seconds: time.Since(t).Seconds()})
 		fmt.Fprintf(env.Stderr, "stages:")
@@ -197,6 +224,22 @@ func runSegment(env *Env, args []string) error {
 		fmt.Fprintln(env.Stderr)
 	}
 	return nil
+}
+
+// writeSegmentation adds the DICOM Segmentation of lab (on the series' grid) to outs, queues
+// what the series lacked for it as notes, and describes the file.
+func writeSegmentation(env *Env, outs *atomicfile.Set, path string, ao atomicfile.Options, s *dicom.Series, lab []uint8, classes int, spacing float64) (string, error) {
+	var sum dicom.SegSummary
+	err := outs.Write(path, ao, func(w io.Writer) error {
+		var err error
+		sum, err = s.WriteSegmentation(w, lab, pipeline.SegmentationOptions(classes, spacing))
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	env.notes = append(env.notes, sum.Notes...)
+	return fmt.Sprintf("%s (DICOM Segmentation: %d structures, %d frames, %.1f MB)", path, sum.Segments, sum.Frames, float64(sum.Bytes)/1e6), nil
 }
 
 // colorTablePath is the ITK-SNAP label description written beside a label map.
@@ -324,7 +367,7 @@ func runPreprocess(env *Env, args []string) error {
 	if err := atomicfile.Check(*out, atomicfile.Options{Force: *force, Inputs: []string{*in}}); err != nil {
 		return err
 	}
-	ct, h, err := readCT(env, *in, *series, false)
+	ct, h, _, err := readCT(env, *in, *series, false)
 	if err != nil {
 		return err
 	}
