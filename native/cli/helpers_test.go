@@ -108,7 +108,7 @@ func smallModel(t testing.TB) string {
 	return shared.Path(t, "golden", "segresnet_small", "model.pt")
 }
 
-func exampleCT(t testing.TB) string { return shared.Path(t, "data", "ct", "example_ct_sm.nii.gz") }
+func exampleCT(t testing.TB) string  { return shared.Path(t, "data", "ct", "example_ct_sm.nii.gz") }
 func exampleSeg(t testing.TB) string { return shared.Path(t, "data", "ct", "example_seg.nii.gz") }
 
 // nii describes a NIfTI file built byte by byte at the offsets of nifti1.h / nifti2.h (written
