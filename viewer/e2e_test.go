@@ -28,7 +28,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"ctseg/internal/shared"
+	"ctseg/labels"
+	"ctseg/pipeline"
 	"ctseg/volume"
+	"ctseg/volume/dicom"
 )
 
 // The browser end-to-end test drives the real app (`ctseg serve`, built from this tree with
@@ -311,6 +314,52 @@ func TestBrowserEndToEnd(t *testing.T) {
 	frac := float64(same) / float64(len(want))
 	t.Logf("labels equal to ctseg segment's on %d of %d voxels (%.4f %%)", same, len(want), 100*frac)
 	require.GreaterOrEqual(t, frac, 0.9999, "browser labels must match ctseg segment's")
+	visible, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`!document.getElementById('dlSeg').hidden`))
+	require.NoError(t, err)
+	require.False(t, visible, "a NIfTI CT has no DICOM SEG download")
+
+	// A DICOM series (the small u12 one of the two-series folder; 3 slices, so "use it
+	// anyway"): the page's DICOM Segmentation holds the same frames as the native writer's
+	// for the labels the page gives, and dicom3tools' dciodvfy finds no error in it.
+	const u12 = "1.2.826.0.1.3680043.2.1125.2"
+	do("choosing the folder of two series again", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#ctFolder"), []string{twoSeries}))
+	waitState("reading the folder again", time.Minute, "pick-series")
+	do("choosing the u12 series", time.Minute, chromedp.Click(chromedp.CSS(`#seriesPick button[data-uid="`+u12+`"]`)))
+	waitState("reading the u12 series", time.Minute, "ready")
+	do("using it anyway", time.Minute, chromedp.Click(chromedp.CSS("#anywayBtn")))
+	do("segmenting the series", time.Minute, chromedp.Click(chromedp.CSS("#runBtn")))
+	waitState("segmenting the series", 5*time.Minute, "done", "error")
+	if state, msg := pageState(ctx); state != "done" {
+		t.Fatalf("segmenting the series: page state %q, message %q", state, msg)
+	}
+	do("downloading the series' labels", time.Minute, chromedp.Click(chromedp.CSS("#dlLabels")))
+	seriesLabels := waitFile(t, filepath.Join(downloads, "two_series_labels.nii.gz"))
+	do("downloading the DICOM SEG", time.Minute, chromedp.Click(chromedp.CSS("#dlSeg")))
+	segPath := waitFile(t, filepath.Join(downloads, "two_series_seg.dcm"))
+	pageSeg, err := os.ReadFile(segPath)
+	require.NoError(t, err)
+	lab, _, err := volume.ReadLabels(seriesLabels)
+	require.NoError(t, err)
+	srcs, err := dicom.Dir(twoSeries)
+	require.NoError(t, err)
+	series, err := dicom.Open(srcs, dicom.Options{Series: u12})
+	require.NoError(t, err)
+	var native bytes.Buffer
+	sum, err := series.WriteSegmentation(&native, lab, pipeline.SegmentationOptions(labels.Count, 3))
+	require.NoError(t, err)
+	require.Greater(t, sum.Frames, 0, "the series' labels hold no structure")
+	pixelData := func(b []byte) []byte {
+		i := bytes.LastIndex(b, []byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0})
+		require.GreaterOrEqual(t, i, 0, "no pixel data")
+		return b[i:]
+	}
+	require.True(t, bytes.Equal(pixelData(native.Bytes()), pixelData(pageSeg)), "the page's DICOM SEG frames differ from the native writer's")
+	dciodvfy, err := exec.LookPath("dciodvfy")
+	require.NoError(t, err, "dciodvfy (dicom3tools) is needed: scripts/install-deps.sh installs it")
+	out, _ := exec.Command(dciodvfy, segPath).CombinedOutput()
+	require.Contains(t, string(out), "Segmentation")
+	require.NotContains(t, string(out), "Error", "dciodvfy on the page's DICOM SEG")
+	t.Logf("DICOM SEG from the page: %d structures, %d frames, %d bytes", sum.Segments, sum.Frames, len(pageSeg))
 
 	t.Run("nothing leaves the machine", func(t *testing.T) {
 		// Every request of the browser went through the test's proxy. Those for the app's

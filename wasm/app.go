@@ -38,6 +38,7 @@ var state struct {
 	mu      sync.Mutex
 	ct      *volume.Volume
 	header  *volume.Header // the CT's, for the label file's header conventions
+	series  *dicom.Series  // the CT's DICOM series (detached from its files), nil for NIfTI
 	net     *model.Net
 	result  *pipeline.Result
 	stats   []volume.StructureStats
@@ -90,7 +91,7 @@ func loadCT(args []js.Value) (any, error) {
 		}
 		return nil, &userError{"NotNIfTI", fmt.Sprintf("%s is not a NIfTI image (.nii or .nii.gz) that ctseg can read: %v", name, err)}
 	}
-	return ctLoaded(v, h, name, nil)
+	return ctLoaded(v, h, nil, name, nil)
 }
 
 // loadSeries(files: Uint8Array[], names: string[], name: string, series?: string,
@@ -141,7 +142,8 @@ func loadSeries(args []js.Value) (any, error) {
 	if err == nil {
 		var v *volume.Volume
 		if v, err = s.Volume(); err == nil {
-			return ctLoaded(v, s.Header(), name, s.Notes)
+			s.Detach() // keep the headers for a DICOM Segmentation, not the files
+			return ctLoaded(v, s.Header(), s, name, s.Notes)
 		}
 	}
 	switch {
@@ -152,7 +154,7 @@ func loadSeries(args []js.Value) (any, error) {
 }
 
 // ctLoaded keeps a CT read by loadCT or loadSeries and returns what the page shows of it.
-func ctLoaded(v *volume.Volume, h *volume.Header, name string, notes []string) (any, error) {
+func ctLoaded(v *volume.Volume, h *volume.Header, s *dicom.Series, name string, notes []string) (any, error) {
 	hu, lo, hi, bad := int16Array(v.Data)
 	if bad >= 0 {
 		return nil, &userError{"NotCT", fmt.Sprintf("%s holds NaN or infinite values (the first at voxel %d); a CT holds finite Hounsfield units", name, bad)}
@@ -163,7 +165,7 @@ func ctLoaded(v *volume.Volume, h *volume.Header, name string, notes []string) (
 	if state.running {
 		return nil, busy()
 	}
-	state.ct, state.header, state.result, state.stats = v, h, nil, nil
+	state.ct, state.header, state.series, state.result, state.stats = v, h, s, nil, nil
 	sp := v.Spacing()
 	aff := make([]any, 0, 16)
 	for _, row := range v.Affine {
@@ -181,6 +183,7 @@ func ctLoaded(v *volume.Volume, h *volume.Header, name string, notes []string) (
 		"notCT":       notCT,
 		"description": h.Description,
 		"notes":       strings.Join(notes, "; "),
+		"dicom":       s != nil,
 		"hu":          hu,
 	}, nil
 }
@@ -504,6 +507,26 @@ func labelsNifti(args []js.Value) (any, error) {
 		return nil, err
 	}
 	return uint8Array(b), nil
+}
+
+// dicomSeg() encodes the last result as a DICOM Segmentation of the CT's series, as
+// `ctseg segment --dicom-seg` writes it, and says what the series lacked for it.
+func dicomSeg(args []js.Value) (any, error) {
+	state.mu.Lock()
+	res, s := state.result, state.series
+	state.mu.Unlock()
+	if res == nil {
+		return nil, errors.New("no segmentation yet")
+	}
+	if s == nil {
+		return nil, errors.New("a DICOM Segmentation refers to the images of a DICOM series; this CT was not one")
+	}
+	var b bytes.Buffer
+	sum, err := s.WriteSegmentation(&b, res.Labels, pipeline.SegmentationOptions(res.Classes, res.Spacing))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"bytes": uint8Array(b.Bytes()), "notes": strings.Join(sum.Notes, "; "), "segments": sum.Segments, "frames": sum.Frames}, nil
 }
 
 // statsCSV() is the statistics of the last result, as `ctseg segment --statistics` writes

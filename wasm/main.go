@@ -11,6 +11,8 @@
 //	                              (options.cancelled() is polled between windows)
 //	tune(device, options)      -> Promise<{tiles, defaultSeconds, tunedSeconds, method}>
 //	labelsNifti()              -> Promise<Uint8Array> (.nii.gz on the input's grid)
+//	dicomSeg()                 -> Promise<{bytes: Uint8Array, notes, segments, frames}> (DICOM
+//	                              Segmentation of the CT's series)
 //	statsCSV()                 -> Promise<string>
 //	labelTable()               -> {names, colors} of the 105 classes
 //
@@ -33,6 +35,7 @@ func main() {
 		"tune":        asyncFunc(tune),
 		"labelsNifti": asyncFunc(labelsNifti),
 		"statsCSV":    asyncFunc(statsCSV),
+		"dicomSeg":    asyncFunc(dicomSeg),
 		"labelTable":  js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
 	}
 	js.Global().Set("ctsegGo", js.ValueOf(api))

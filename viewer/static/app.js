@@ -96,7 +96,7 @@ async function onWorkerExit(why) {
     return;
   }
   startWorker();
-  $('dlLabels').disabled = $('dlStats').disabled = true; // the new worker has no result
+  $('dlLabels').disabled = $('dlStats').disabled = $('dlSeg').disabled = true; // the new worker has no result
   try {
     // Through the load queue: a CT chosen meanwhile is loaded after this one, not before.
     if (app.ct) await queued(async () => call('loadCT', ...await ctMessage(app.ct.source, app.ct.name, app.ct.series)));
@@ -192,6 +192,7 @@ async function loadCT(source, name, series) {
     if (gen !== app.loadGen) return; // a later load is on its way
     if (info.series) return pickSeries(source, name, info.series);
     app.ct = { source, name, series, info };
+    $('dlSeg').hidden = !info.dicom; // a DICOM Segmentation refers to a DICOM series
     app.result = null;
     app.index = null;
     app.acceptNotCT = false;
@@ -200,7 +201,7 @@ async function loadCT(source, name, series) {
     viewer.setVolume(info.hu, d, info.spacing, info.affine);
     viewer.setLabels(null);
     renderLegend();
-    $('dlLabels').disabled = $('dlStats').disabled = true;
+    $('dlLabels').disabled = $('dlStats').disabled = $('dlSeg').disabled = true;
     $('summary').textContent = '';
     if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway'], 'ct');
     else if (info.notes) message(`${name}: ${info.notes}.`, 'warn', undefined, 'ct');
@@ -439,7 +440,7 @@ async function run() {
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
     $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
-    $('dlLabels').disabled = $('dlStats').disabled = false;
+    $('dlLabels').disabled = $('dlStats').disabled = $('dlSeg').disabled = false;
     setState('done');
   } catch (e) {
     runFailed(e);
@@ -537,6 +538,13 @@ $('dlLabels').addEventListener('click', async () => {
   try {
     const b = await call('labelsNifti', {});
     save(new Blob([b], { type: 'application/gzip' }), `${baseName()}_labels.nii.gz`);
+  } catch (e) { message(e.message); }
+});
+$('dlSeg').addEventListener('click', async () => {
+  try {
+    const r = await call('dicomSeg', {});
+    save(new Blob([r.bytes], { type: 'application/dicom' }), `${baseName()}_seg.dcm`);
+    if (r.notes) message(`DICOM SEG: ${r.notes}.`, 'warn');
   } catch (e) { message(e.message); }
 });
 $('dlStats').addEventListener('click', async () => {

@@ -187,6 +187,10 @@ const ops = {
   async statsCSV() {
     return ctsegGo.statsCSV();
   },
+  async dicomSeg() {
+    const r = await ctsegGo.dicomSeg();
+    return [r, [r.bytes.buffer]];
+  },
 };
 
 self.onmessage = async (ev) => {

@@ -113,20 +113,24 @@ func appendElement(b []byte, implicit bool, e elem) []byte {
 	if len(val)%2 == 1 {
 		panic(fmt.Sprintf("dicom: element (%04X,%04X) has an odd length %d", e.tag>>16, e.tag&0xFFFF, len(val))) // a writer bug
 	}
-	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag>>16))
-	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag))
+	return append(appendHeader(b, implicit, e.tag, e.vr, len(val)), val...)
+}
+
+// appendHeader encodes an element's tag, VR (unless implicit) and length n.
+func appendHeader(b []byte, implicit bool, tag uint32, vr string, n int) []byte {
+	b = binary.LittleEndian.AppendUint16(b, uint16(tag>>16))
+	b = binary.LittleEndian.AppendUint16(b, uint16(tag))
 	switch {
 	case implicit:
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(val)))
-	case longVR(e.vr):
-		b = append(b, e.vr...)
+		return binary.LittleEndian.AppendUint32(b, uint32(n))
+	case longVR(vr):
+		b = append(b, vr...)
 		b = append(b, 0, 0)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(val)))
+		return binary.LittleEndian.AppendUint32(b, uint32(n))
 	default:
-		b = append(b, e.vr...)
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(val)))
+		b = append(b, vr...)
+		return binary.LittleEndian.AppendUint16(b, uint16(n))
 	}
-	return append(b, val...)
 }
 
 // appendFile encodes a Part 10 file: the preamble, the file meta information (group 0002, with

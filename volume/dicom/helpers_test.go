@@ -58,9 +58,10 @@ func (f *testFile) bytes() []byte {
 	return b
 }
 
+// appendElem encodes e as it is: odd lengths included, as malformed files have them.
 func appendElem(b []byte, implicit bool, e testElem) []byte {
 	if e.raw == nil {
-		return appendElement(b, implicit, elem{tag: e.tag, vr: e.vr, val: e.val})
+		return append(appendHeader(b, implicit, e.tag, e.vr, len(e.val)), e.val...)
 	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag>>16))
 	b = binary.LittleEndian.AppendUint16(b, uint16(e.tag))

@@ -11,7 +11,6 @@
 package dicom
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -359,7 +358,9 @@ func (h *header) set(tag uint32, v []byte) error {
 		if h.copied == nil {
 			h.copied = map[uint32][]byte{}
 		}
-		h.copied[tag] = bytes.Clone(v) // not a view: the file's bytes are dropped after the scan
+		// a copy, not a view (the file's bytes are dropped after the scan), padded to the even
+		// length a malformed file may lack
+		h.copied[tag] = text(tag, copiedTags[tag], string(v)).val
 		return nil
 	}
 	switch tag {

@@ -370,6 +370,9 @@ func (s *Series) Volume() (*volume.Volume, error) {
 
 func (s *Series) decodeSlice(k int, out []float32) error {
 	sl := s.slices[k]
+	if sl.src.Open == nil {
+		return fmt.Errorf("%s: the series was detached from its files", sl.src.Name)
+	}
 	b, err := sl.src.Open()
 	if err != nil {
 		return fmt.Errorf("%s: %w", sl.src.Name, err)
@@ -388,6 +391,15 @@ func (s *Series) decodeSlice(k int, out []float32) error {
 		return fmt.Errorf("%s: %w", sl.src.Name, err)
 	}
 	return nil
+}
+
+// Detach drops the series' sources, and with them whatever their Open reaches (a browser's
+// file bytes), keeping the headers a segmentation of the series refers to. Volume cannot be
+// called afterwards.
+func (s *Series) Detach() {
+	for i := range s.slices {
+		s.slices[i].src.Open = nil
+	}
 }
 
 // Header describes the series' grid as a NIfTI header, for outputs written on the input's grid
