@@ -249,7 +249,7 @@ func TestSegmentOutputs(t *testing.T) {
 	lab := filepath.Join(out, "labels.nii.gz")
 	r := mustRun(t, "segment", "--input", ct, "--output", lab, "--stats", filepath.Join(out, "stats.json"),
 		"--weights", model, "--device", "cpu", "--spacing", "3", "--roi", "16")
-	if !strings.Contains(r.stderr, "wrote "+lab+" and "+filepath.Join(out, "labels.labels.txt")) {
+	if !strings.Contains(r.stderr, "wrote "+lab+", "+filepath.Join(out, "labels.labels.txt")+", "+filepath.Join(out, "stats.json")+"\n") {
 		t.Errorf("stderr %q does not report the files written", r.stderr)
 	}
 	if got := strings.Join(dirEntries(t, out), " "); got != "labels.labels.txt labels.nii.gz stats.json" {

@@ -203,6 +203,7 @@ func runSegment(env *Env, args []string) error {
 		}); err != nil {
 			return err
 		}
+		written = append(written, *stats)
 	}
 	if err := outs.Commit(); err != nil {
 		return err
