@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 
 	"ctseg/labels"
 	"ctseg/model"
@@ -137,7 +138,7 @@ func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
 	opt := dicom.SegOptions{
 		SeriesDescription: "ctseg whole-body segmentation",
 		Algorithm:         "MONAI wholeBody_ct_segmentation SegResNet",
-		Software:          "ctseg",
+		Software:          softwareVersion(),
 	}
 	if spacing > 0 {
 		opt.SeriesDescription = fmt.Sprintf("ctseg whole-body segmentation %g mm", spacing)
@@ -152,4 +153,29 @@ func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
 		opt.Segments = append(opt.Segments, sg)
 	}
 	return opt
+}
+
+// softwareVersion names this build for the files it writes: the module version, or the
+// commit it was built from ("ctseg 1a2b3c4d5e6f", "-dirty" with uncommitted changes).
+func softwareVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ctseg"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return "ctseg " + v
+	}
+	rev, dirty := "", ""
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return "ctseg (devel)"
+	}
+	return "ctseg " + rev + dirty
 }

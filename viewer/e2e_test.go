@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"ctseg/internal/dicomtest"
 	"ctseg/internal/shared"
 	"ctseg/labels"
 	"ctseg/pipeline"
@@ -348,12 +349,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 	sum, err := series.WriteSegmentation(&native, lab, pipeline.SegmentationOptions(labels.Count, 3))
 	require.NoError(t, err)
 	require.Greater(t, sum.Frames, 0, "the series' labels hold no structure")
-	pixelData := func(b []byte) []byte {
-		i := bytes.LastIndex(b, []byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0})
-		require.GreaterOrEqual(t, i, 0, "no pixel data")
-		return b[i:]
-	}
-	require.True(t, bytes.Equal(pixelData(native.Bytes()), pixelData(pageSeg)), "the page's DICOM SEG frames differ from the native writer's")
+	nativeFrames, pageFrames := dicomtest.PixelData(native.Bytes()), dicomtest.PixelData(pageSeg)
+	require.NotNil(t, pageFrames, "the page's DICOM SEG has no pixel data")
+	require.True(t, bytes.Equal(nativeFrames, pageFrames), "the page's DICOM SEG frames differ from the native writer's")
 	dciodvfy, err := exec.LookPath("dciodvfy")
 	require.NoError(t, err, "dciodvfy (dicom3tools) is needed: scripts/install-deps.sh installs it")
 	out, _ := exec.Command(dciodvfy, segPath).CombinedOutput()

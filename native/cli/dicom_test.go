@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"ctseg/internal/dicomtest"
 	"ctseg/internal/shared"
 	"ctseg/volume"
 	"ctseg/volume/dicom"
@@ -74,14 +75,14 @@ func TestDICOMFolderIsTheSameCT(t *testing.T) {
 	if len(lab) != v.NumVoxels() {
 		t.Fatalf("%d labels for %d voxels", len(lab), v.NumVoxels())
 	}
-	checkSegmentation(t, dir, out, lab)
+	checkSegmentation(t, dir, out, lab, h)
 }
 
 // checkSegmentation: `segment --dicom-seg` and `dicom-seg` (converting the label map segment
-// wrote) give the same DICOM Segmentation, one segment per structure in the label map, and
-// bad requests end in one line without output. What a segmentation holds, bit by bit and
+// wrote) give DICOM Segmentations with the same frames, one segment per structure in the label
+// map, and bad requests end in one line without output. What a segmentation holds, bit by bit and
 // where, and that it is a valid Segmentation IOD, is volume/dicom's test.
-func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8) {
+func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8, h *volume.Header) {
 	d := t.TempDir()
 	seg1, seg2 := filepath.Join(d, "a.dcm"), filepath.Join(d, "b.dcm")
 	r := mustRun(t, "segment", "--input", dir, "--dicom-seg", seg1, "--weights", smallModel(t), "--spacing", "3", "--roi", "32")
@@ -104,28 +105,38 @@ func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		i := bytes.LastIndex(b, []byte{0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0})
-		if i < 0 || !dicom.IsDICOM(b) {
-			t.Fatalf("%s: not a DICOM file with pixel data", path)
+		if p := dicomtest.PixelData(b); p != nil {
+			return p
 		}
-		return b[i:]
+		t.Fatalf("%s: not a DICOM file ending in its pixel data", path)
+		return nil
 	}
 	if !bytes.Equal(pixels(seg1), pixels(seg2)) {
 		t.Error("segment --dicom-seg and dicom-seg wrote different frames")
 	}
+	empty := filepath.Join(d, "empty.nii.gz")
+	if err := volume.WriteLabels(empty, h.Dims, h.Affine, make([]uint8, len(lab)), nil, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	bad := [][]string{
-		{"segment", "--input", exampleCT(t), "--dicom-seg", filepath.Join(d, "c.dcm"), "--weights", smallModel(t)},
+		// refused before anything runs: no weights are read
+		{"segment", "--input", exampleCT(t), "--dicom-seg", filepath.Join(d, "c.dcm"), "--weights", filepath.Join(d, "missing.pt")},
 		{"segment", "--input", dir, "--weights", smallModel(t)},
 		{"dicom-seg", "--labels", labelFile, "--reference", exampleCT(t), "--output", filepath.Join(d, "c.dcm")},
 		{"dicom-seg", "--labels", exampleSeg(t), "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
 		{"dicom-seg", "--labels", labelFile, "--reference", dir, "--output", seg2},
+		{"dicom-seg", "--labels", empty, "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
 	}
-	for _, args := range bad {
+	wants := []string{"not a DICOM folder", "--output", "give the folder", "label 117", "exists", "no structure in the label map"}
+	for i, args := range bad {
 		r := ctseg(t, args...)
 		checkOneLineError(t, r, args[0])
+		if !strings.Contains(r.stderr, wants[i]) {
+			t.Errorf("ctseg %s: %q does not mention %q", strings.Join(args, " "), r.stderr, wants[i])
+		}
 	}
-	if left := dirEntries(t, d); len(left) != 2 {
+	if left := dirEntries(t, d); len(left) != 3 {
 		t.Errorf("after the refusals the folder holds %v", left)
 	}
 }

@@ -440,7 +440,8 @@ async function run() {
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
     $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
-    $('dlLabels').disabled = $('dlStats').disabled = $('dlSeg').disabled = false;
+    $('dlLabels').disabled = $('dlStats').disabled = false;
+    $('dlSeg').disabled = r.stats.length === 0; // a DICOM Segmentation needs a structure
     setState('done');
   } catch (e) {
     runFailed(e);

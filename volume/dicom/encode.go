@@ -128,6 +128,9 @@ func appendHeader(b []byte, implicit bool, tag uint32, vr string, n int) []byte 
 		b = append(b, 0, 0)
 		return binary.LittleEndian.AppendUint32(b, uint32(n))
 	default:
+		if n > 0xFFFF {
+			panic(fmt.Sprintf("dicom: element (%04X,%04X) of VR %s cannot hold %d bytes", tag>>16, tag&0xFFFF, vr, n)) // a writer bug
+		}
 		b = append(b, vr...)
 		return binary.LittleEndian.AppendUint16(b, uint16(n))
 	}

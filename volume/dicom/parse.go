@@ -354,13 +354,17 @@ func parse(b []byte) (*header, error) {
 // malformed one is reported with its tag.
 func (h *header) set(tag uint32, v []byte) error {
 	var err error
-	if _, ok := copiedTags[tag]; ok {
-		if h.copied == nil {
-			h.copied = map[uint32][]byte{}
+	if vr, ok := copiedTags[tag]; ok {
+		// A copy, not a view (the file's bytes are dropped after the scan), padded to the even
+		// length a malformed file may lack. A value its VR does not allow (too long, a UID that
+		// is not one) is dropped: written into a segmentation it would make that invalid, and
+		// kept for every file of a folder it would hold memory a header merely claims.
+		if validValue(vr, str(v)) {
+			if h.copied == nil {
+				h.copied = map[uint32][]byte{}
+			}
+			h.copied[tag] = text(tag, vr, str(v)).val
 		}
-		// a copy, not a view (the file's bytes are dropped after the scan), padded to the even
-		// length a malformed file may lack
-		h.copied[tag] = text(tag, copiedTags[tag], string(v)).val
 		return nil
 	}
 	switch tag {
@@ -427,6 +431,22 @@ func (h *header) set(tag uint32, v []byte) error {
 		return fmt.Errorf("attribute (%04X,%04X): %w", tag>>16, tag&0xFFFF, err)
 	}
 	return nil
+}
+
+// validValue reports whether s is a valid value of a string VR among copiedTags: each of its
+// backslash-separated values within the VR's maximum length (PS3.5 6.2), a UID of digits and
+// dots.
+func validValue(vr, s string) bool {
+	limit := map[string]int{"CS": 16, "DA": 18, "TM": 28, "SH": 16, "LO": 64, "PN": 3*64 + 2, "UI": 64}[vr]
+	for _, part := range strings.Split(s, `\`) {
+		if len(part) > limit {
+			return false
+		}
+		if vr == "UI" && strings.Trim(part, "0123456789.") != "" {
+			return false
+		}
+	}
+	return len(s) <= 1024
 }
 
 // str trims the space and NUL padding DICOM strings carry.

@@ -3,6 +3,8 @@ package dicom
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha1"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -100,11 +102,6 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 	if len(labels) != plane*nz {
 		return SegSummary{}, fmt.Errorf("label map of %d voxels for a %dx%dx%d series", len(labels), nx, ny, nz)
 	}
-	for _, sl := range s.slices {
-		if s.UID != "" && (sl.h.sopClass == "" || sl.h.sopInstance == "") {
-			return SegSummary{}, fmt.Errorf("%s has no SOP Class or SOP Instance UID: a segmentation cannot refer to it", sl.src.Name)
-		}
-	}
 	if opt.NewUID == nil {
 		opt.NewUID = randomUID
 	}
@@ -125,7 +122,7 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 			present[k][v] = true
 		}
 	}
-	type frame struct{ seg, k int }
+	type frame struct{ seg, k int } // segment number, slice
 	var segs []Segment
 	var frames []frame
 	for _, sg := range opt.Segments {
@@ -138,6 +135,9 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 		if len(frames) > n {
 			segs = append(segs, sg)
 		}
+	}
+	if len(frames) == 0 {
+		return SegSummary{}, ErrNoStructures
 	}
 
 	first := s.slices[0].h
@@ -188,8 +188,8 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 	var notes []string
 	for _, tag := range copiedUIDs {
 		if str(first.copied[tag]) == "" { // absent, or emptied by an anonymiser
-			d = append(d, text(tag, "UI", opt.NewUID()))
-			notes = append(notes, fmt.Sprintf("the series has no %s: the segmentation has a new one", map[uint32]string{0x0020000D: "Study Instance UID", 0x00200052: "Frame of Reference UID"}[tag]))
+			d = append(d, text(tag, "UI", s.derivedUID(tag)))
+			notes = append(notes, fmt.Sprintf("the series has no %s: the segmentation has one made from its images", map[uint32]string{0x0020000D: "Study Instance UID", 0x00200052: "Frame of Reference UID"}[tag]))
 		}
 	}
 	for tag, v := range first.copied {
@@ -198,9 +198,10 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 		}
 	}
 
-	// the source images, in the series' order; a series without a UID cannot be named, so its
-	// segmentation is tied to it by frame of reference and positions only
-	refer := s.UID != ""
+	// the source images, in the series' order. A series that cannot be named (no series or
+	// study UID, an image without its UIDs: an anonymiser's work) is referred to by frame of
+	// reference and positions only, which a valid segmentation allows.
+	refer, why := s.referable()
 	if refer {
 		refs := make([]dataset, nz)
 		for k, sl := range s.slices {
@@ -208,7 +209,7 @@ func (s *Series) WriteSegmentation(w io.Writer, labels []uint8, opt SegOptions) 
 		}
 		d = append(d, seq(0x00081115, dataset{text(0x0020000E, "UI", s.UID), seq(0x0008114A, refs...)}))
 	} else {
-		notes = append(notes, "the series has no Series Instance UID: the segmentation does not refer to its images, only to their positions")
+		notes = append(notes, why+": the segmentation refers to its images by position only")
 	}
 
 	// segments
@@ -312,6 +313,42 @@ func (s *Series) sliceStep() float64 {
 	return norm([]float64{b[0] - a[0], b[1] - a[1], b[2] - a[2]}) / float64(n-1)
 }
 
+// ErrNoStructures: a label map of background only has no segment, and a segmentation needs one.
+var ErrNoStructures = errors.New("no structure in the label map: a DICOM Segmentation needs at least one")
+
+// referable reports whether the segmentation can name the series' images, or why not.
+func (s *Series) referable() (bool, string) {
+	switch {
+	case s.UID == "":
+		return false, "the series has no Series Instance UID"
+	case str(s.slices[0].h.copied[0x0020000D]) == "":
+		return false, "the series has no Study Instance UID"
+	}
+	for _, sl := range s.slices {
+		if sl.h.sopClass == "" || sl.h.sopInstance == "" {
+			return false, fmt.Sprintf("%s has no SOP Instance UID", sl.src.Name)
+		}
+	}
+	return true, ""
+}
+
+// derivedUID makes the UID the series lacks for tag from what identifies its images (their
+// SOP Instance UIDs and positions): a name-based (version 5) UUID under 2.25, so that every
+// segmentation of one anonymised series shares its study and frame of reference.
+func (s *Series) derivedUID(tag uint32) string {
+	h := sha1.New()
+	h.Write([]byte(implementationUID))
+	fmt.Fprintf(h, "|%08X", tag)
+	for _, sl := range s.slices {
+		fmt.Fprintf(h, "|%s|%v", sl.h.sopInstance, sl.h.position)
+	}
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0F | 0x50
+	u[8] = u[8]&0x3F | 0x80
+	return "2.25." + new(big.Int).SetBytes(u[:]).String()
+}
+
 // randomUID is a UID under the 2.25 root: the decimal form of a random (version 4) UUID.
 func randomUID() string {
 	var u [16]byte
@@ -323,8 +360,9 @@ func randomUID() string {
 	return "2.25." + new(big.Int).SetBytes(u[:]).String()
 }
 
-// cieLab converts an sRGB colour to DICOM's Recommended Display CIELab Value: L* from 0 to 100
-// and a*, b* from −128 to 127, each scaled to 0..65535 (D65 white, as DICOM tools convert).
+// cieLab converts an sRGB colour to DICOM's Recommended Display CIELab Value: CIELab in the
+// ICC profile connection space (D50 white, PS3.3 C.10.7.1.1), L* from 0 to 100 and a*, b* from
+// −128 to 127, each scaled to 0..65535.
 func cieLab(c [3]uint8) []int {
 	lin := func(v uint8) float64 {
 		x := float64(v) / 255
@@ -334,9 +372,11 @@ func cieLab(c [3]uint8) []int {
 		return math.Pow((x+0.055)/1.055, 2.4)
 	}
 	r, g, b := lin(c[0]), lin(c[1]), lin(c[2])
-	x := (0.4124*r + 0.3576*g + 0.1805*b) / 0.95047
-	y := 0.2126*r + 0.7152*g + 0.0722*b
-	z := (0.0193*r + 0.1192*g + 0.9505*b) / 1.08883
+	// sRGB to XYZ adapted to D50 (Bradford; the matrix of the ICC's sRGB profile), relative
+	// to the D50 white
+	x := (0.4360747*r + 0.3850649*g + 0.1430804*b) / 0.9642
+	y := 0.2225045*r + 0.7168786*g + 0.0606169*b
+	z := (0.0139322*r + 0.0971045*g + 0.7141733*b) / 0.8249
 	f := func(t float64) float64 {
 		if t > 216.0/24389 {
 			return math.Cbrt(t)

@@ -3,6 +3,7 @@ package dicom
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -215,12 +216,18 @@ func TestSegmentationGeometry(t *testing.T) {
 	}
 	inv := invert4(s.Affine)
 	covered := 0
+	seen := map[[2]int]bool{} // (segment, position index) of the frames
 	for f, fr := range frames {
 		segNum := int(binary.LittleEndian.Uint16(fr.item(0x0062000A)[0x0062000B].val))
 		dim := fr.item(0x00209111)[0x00209157].val
-		if int(binary.LittleEndian.Uint32(dim)) != segNum {
+		if len(dim) != 8 || int(binary.LittleEndian.Uint32(dim)) != segNum {
 			t.Fatalf("frame %d: dimension index %v, segment %d", f, dim, segNum)
 		}
+		posIndex := int(binary.LittleEndian.Uint32(dim[4:]))
+		if seen[[2]int{segNum, posIndex}] {
+			t.Fatalf("frame %d: dimension index values %v repeat an earlier frame's", f, dim)
+		}
+		seen[[2]int{segNum, posIndex}] = true
 		pos := fr.item(0x00209113).ds(t, 0x00200032, 3)
 		src := fr.item(0x00089124, 0x00082112).str(0x00081155)
 		any := false
@@ -241,8 +248,8 @@ func TestSegmentationGeometry(t *testing.T) {
 				if i < 0 || j < 0 || k < 0 || i >= nx || j >= ny || k >= nz {
 					t.Fatalf("frame %d pixel (%d,%d) outside the grid: %v", f, r, c, ijk)
 				}
-				if c == 0 && r == 0 && src != s.slices[k].h.sopInstance {
-					t.Fatalf("frame %d on slice %d refers to %s", f, k, src)
+				if c == 0 && r == 0 && (src != s.slices[k].h.sopInstance || posIndex != k+1) {
+					t.Fatalf("frame %d on slice %d refers to %s, position index %d", f, k, src, posIndex)
 				}
 				bit := f*rows*cols + r*cols + c
 				set := pixels[bit/8]>>(bit%8)&1 == 1
@@ -318,25 +325,79 @@ func apply(m [4][4]float64, p [3]float64) [3]float64 {
 	return out
 }
 
-// TestSegmentationRefusals: a label map of the wrong size, and a source image without the UIDs
-// a segmentation must refer to.
+// TestSegmentationRefusals: a label map of the wrong size or of background only is refused.
 func TestSegmentationRefusals(t *testing.T) {
 	s := segSeries(t, 3)
 	if _, err := s.WriteSegmentation(&bytes.Buffer{}, make([]uint8, 5), SegOptions{}); err == nil || !strings.Contains(err.Error(), "label map of 5 voxels") {
 		t.Fatalf("wrong size: %v", err)
 	}
+	segs := []Segment{{Value: 1, Label: "one"}}
+	if _, err := s.WriteSegmentation(&bytes.Buffer{}, make([]uint8, 35*3), SegOptions{Segments: segs}); !errors.Is(err, ErrNoStructures) {
+		t.Fatalf("background only: %v", err)
+	}
+}
+
+// TestSegmentationOfDamagedSeries: what an anonymiser or a broken writer leaves out or gets
+// wrong in the source does not make the segmentation invalid. Images without their UIDs are
+// referred to by position; a series without a study or frame of reference UID gets one made
+// from its images (the same every time); values their VR does not allow are not copied (a 70000-byte name would
+// overflow its element's 16-bit length).
+func TestSegmentationOfDamagedSeries(t *testing.T) {
 	var files [][]byte
 	for _, c := range obliqueSeries(3, rand.New(rand.NewSource(1))) {
 		f := c.file(explicitLE)
-		f.elems = f.elems[2:] // drop the SOP Class and Instance UIDs
+		pix := f.elems[len(f.elems)-1]
+		f.elems = append(f.elems[2:len(f.elems)-1], // without the SOP Class and Instance UIDs
+			testElem{tag: 0x00100010, vr: "UT", val: bytes.Repeat([]byte("A"), 70000)}, // UT: a long length
+			testElem{tag: 0x0020000D, vr: "UI", val: []byte("not a uid ")},
+			pix)
 		files = append(files, f.bytes())
 	}
-	s2, err := Open(sources(files...), Options{})
+	s, err := Open(sources(files...), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s2.WriteSegmentation(&bytes.Buffer{}, make([]uint8, 35*3), SegOptions{}); err == nil || !strings.Contains(err.Error(), "SOP Instance UID") {
-		t.Fatalf("no UIDs: %v", err)
+	labels := make([]uint8, 35*3)
+	labels[40] = 1
+	var studies []string
+	for range 2 {
+		var buf bytes.Buffer
+		sum, err := s.WriteSegmentation(&buf, labels, SegOptions{Segments: []Segment{{Value: 1, Label: "one"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ds, _ := readSeg(t, buf.Bytes())
+		if _, ok := ds[0x00081115]; ok || len(sum.Notes) != 3 || !strings.Contains(sum.Notes[2], "no Study Instance UID: the segmentation refers to its images by position only") {
+			t.Fatalf("references or notes: %q", sum.Notes)
+		}
+		if _, ok := ds.item(0x52009230)[0x00089124]; ok {
+			t.Fatal("a frame refers to a source image")
+		}
+		if n := ds[0x00100010]; len(n.val) != 0 || n.vr != "PN" {
+			t.Fatalf("patient name %s of %d bytes", n.vr, len(n.val))
+		}
+		studies = append(studies, ds.str(0x0020000D))
+	}
+	if studies[0] != studies[1] || !strings.HasPrefix(studies[0], "2.25.") || len(studies[0]) > 64 {
+		t.Fatalf("made study UIDs %q", studies)
+	}
+}
+
+func TestCIELab(t *testing.T) {
+	for _, c := range []struct {
+		rgb  [3]uint8
+		want [3]int
+	}{
+		{[3]uint8{255, 255, 255}, [3]int{65535, 32896, 32896}}, // L* 100, a* = b* = 0 (D50 white)
+		{[3]uint8{0, 0, 0}, [3]int{0, 32896, 32896}},
+		{[3]uint8{255, 0, 0}, [3]int{35579, 53663, 50857}}, // sRGB red in D50 (Bradford): L* 54.29, a* 80.81, b* 69.89
+	} {
+		got := cieLab(c.rgb)
+		for i := range 3 {
+			if math.Abs(float64(got[i]-c.want[i])) > 40 { // 0.06 L*, 0.16 a*/b*
+				t.Errorf("%v: %v, want %v", c.rgb, got, c.want)
+			}
+		}
 	}
 }
 
