@@ -288,6 +288,43 @@ func TestBrowserEndToEnd(t *testing.T) {
 		c.dispatchEvent(new PointerEvent('pointermove', {clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true}));
 	})()`))
 	require.Regexp(t, `voxel \d+, \d+, \d+HU -?\d+structure \S`, textOf("#hover"), "the value and structure under the pointer")
+
+	// The 3-D view: coloured structures on black, a drag turns them, and the pointer over one
+	// names it. (lit3d counts the pixels that are not background and hashes them.)
+	lit3d := func() (n int, hash int) {
+		r, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(() => {
+			const c = document.getElementById('view3d'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+			let n = 0, h = 0;
+			for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) { n++; h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2] + i) | 0; }
+			return [n, h];
+		})()`))
+		require.NoError(t, err)
+		return r[0], r[1]
+	}
+	time.Sleep(500 * time.Millisecond) // the 3-D view draws on the next animation frame
+	front, frontHash := lit3d()
+	require.Greater(t, front, 500, "the 3-D view shows no structure")
+	do("turning the 3-D view", time.Minute, chromedp.Evaluate[chromedp.Void](`(() => {
+		const c = document.getElementById('view3d'), r = c.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+		const ev = (type, dx) => c.dispatchEvent(new PointerEvent(type, {clientX: x + dx, clientY: y, pointerId: 1, bubbles: true}));
+		ev('pointerdown', 0); ev('pointermove', 60); ev('pointermove', 120); ev('pointerup', 120);
+	})()`))
+	time.Sleep(500 * time.Millisecond)
+	side, sideHash := lit3d()
+	require.Greater(t, side, 500, "the turned 3-D view shows no structure")
+	require.NotEqual(t, frontHash, sideHash, "the drag did not turn the 3-D view")
+	do("pointing at a structure in the 3-D view", time.Minute, chromedp.Evaluate[chromedp.Void](`(() => {
+		const c = document.getElementById('view3d'), r = c.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+		for (let i = 0; i < d.length; i += 4) {
+			if (d[i] + d[i + 1] + d[i + 2] <= 30) continue;
+			const p = i / 4, x = (p % c.width) / dpr + r.left + 0.5, y = Math.floor(p / c.width) / dpr + r.top + 0.5;
+			c.dispatchEvent(new PointerEvent('pointermove', {clientX: x, clientY: y, bubbles: true}));
+			return;
+		}
+	})()`))
+	require.Regexp(t, `structure \S`, textOf("#hover"), "the structure under the pointer in the 3-D view")
+	t.Logf("3-D view: %d lit pixels from the front, %d turned; pointer: %s", front, side, textOf("#hover"))
 	time.Sleep(300 * time.Millisecond) // one animation frame is enough; leave a few
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#legendList li[data-label]').length`))
 	require.NoError(t, err)

@@ -2,6 +2,7 @@
 // segmentation runs in worker.js (Go compiled to wasm, WebGPU); this thread only views. No
 // image or weight byte is sent anywhere: files are read here and handed to the worker.
 import { Viewer, indexLabels, nearestVoxel } from './views.js';
+import { Render3D } from './render3d.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -33,6 +34,7 @@ const app = {
 
 const viewer = new Viewer({ axial: $('axial'), coronal: $('coronal'), sagittal: $('sagittal') }, showHover);
 viewer.onWindow = (w) => { $('winW').value = Math.round(w.w); $('winL').value = Math.round(w.l); };
+const view3d = new Render3D($('view3d'), viewer, showHover);
 
 function setState(s) { document.body.dataset.state = s; }
 

@@ -47,6 +47,7 @@ export class Viewer {
     this.lut = new Uint8Array(65536);
     this.state = {};
     this.pending = new Set();
+    this.changed = () => {}; // told what changed ('volume', 'labels', 'colors', 'visible'): the 3-D view
     for (const [name, c] of Object.entries(canvases)) {
       this.state[name] = { zoom: 1, panX: 0, panY: 0, img: null, dirty: true, off: document.createElement('canvas') };
       this.attach(name, c);
@@ -64,26 +65,31 @@ export class Viewer {
     this.cursor = dims.map((n) => Math.floor(n / 2));
     for (const s of Object.values(this.state)) Object.assign(s, { zoom: 1, panX: 0, panY: 0 });
     this.redrawAll(true);
+    this.changed('volume');
   }
 
   setLabels(labels) {
     this.labels = labels;
     this.redrawAll(true);
+    this.changed('labels');
   }
 
   setColors(colors) {
     colors.forEach((c, i) => this.colors.set(c, 3 * i));
     this.redrawAll(true);
+    this.changed('colors');
   }
 
   setVisible(label, on) {
     this.visible[label] = on ? 1 : 0;
     this.redrawAll(true);
+    this.changed('visible');
   }
 
   setAllVisible(labelsList, on) {
     for (const l of labelsList) this.visible[l] = on ? 1 : 0;
     this.redrawAll(true);
+    this.changed('visible');
   }
 
   setWindow(w, l) {
