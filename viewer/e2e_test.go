@@ -446,7 +446,7 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-func findChromium(t *testing.T) string {
+func findChromium(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("CTSEG_CHROMIUM"); p != "" {
 		return p

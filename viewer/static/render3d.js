@@ -150,7 +150,11 @@ export class Render3D {
     const ctx = c.getContext('2d');
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, W, H);
-    if (!this.red) this.red = this.reduce();
+    const t0 = performance.now();
+    if (!this.red) {
+      this.red = this.reduce();
+      c.dataset.reduceMs = (performance.now() - t0).toFixed(1);
+    }
     const red = this.red;
     if (!red) {
       this.hit = null;
@@ -234,6 +238,7 @@ export class Render3D {
     ctx.imageSmoothingEnabled = s > 1;
     ctx.drawImage(this.off, 0, 0, w * s, h * s);
     this.hit = { buf: hit, w, h, s };
+    c.dataset.drawMs = (performance.now() - t0).toFixed(1); // read by the tests and benchmarks
   }
 
   // pick returns what the surface under canvas point (x, y) is: the structure, and the voxel
