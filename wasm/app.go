@@ -521,12 +521,44 @@ func dicomSeg(args []js.Value) (any, error) {
 	if s == nil {
 		return nil, errors.New("a DICOM Segmentation refers to the images of a DICOM series; this CT was not one")
 	}
-	var b bytes.Buffer
-	sum, err := s.WriteSegmentation(&b, res.Labels, pipeline.SegmentationOptions(res.Classes, res.Spacing))
+	// A whole-body segmentation is hundreds of MB: it goes to JS in pieces as it is written, so
+	// Go holds one piece at a time and the page makes its Blob of the pieces without a copy.
+	w := &jsChunks{parts: js.Global().Get("Array").New()}
+	sum, err := s.WriteSegmentation(w, res.Labels, pipeline.SegmentationOptions(res.Classes, res.Spacing))
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"bytes": uint8Array(b.Bytes()), "notes": strings.Join(sum.Notes, "; "), "segments": sum.Segments, "frames": sum.Frames}, nil
+	w.flush()
+	return map[string]any{"parts": w.parts, "notes": strings.Join(sum.Notes, "; "), "segments": sum.Segments, "frames": sum.Frames}, nil
+}
+
+// jsChunks collects what is written into JS Uint8Arrays of up to 8 MiB.
+type jsChunks struct {
+	parts js.Value
+	buf   []byte
+}
+
+func (c *jsChunks) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if c.buf == nil {
+			c.buf = make([]byte, 0, 8<<20)
+		}
+		k := min(len(p), cap(c.buf)-len(c.buf))
+		c.buf = append(c.buf, p[:k]...)
+		p = p[k:]
+		if len(c.buf) == cap(c.buf) {
+			c.flush()
+		}
+	}
+	return n, nil
+}
+
+func (c *jsChunks) flush() {
+	if len(c.buf) > 0 {
+		c.parts.Call("push", uint8Array(c.buf))
+		c.buf = c.buf[:0]
+	}
 }
 
 // statsCSV() is the statistics of the last result, as `ctseg segment --statistics` writes

@@ -11,8 +11,8 @@
 //	                              (options.cancelled() is polled between windows)
 //	tune(device, options)      -> Promise<{tiles, defaultSeconds, tunedSeconds, method}>
 //	labelsNifti()              -> Promise<Uint8Array> (.nii.gz on the input's grid)
-//	dicomSeg()                 -> Promise<{bytes: Uint8Array, notes, segments, frames}> (DICOM
-//	                              Segmentation of the CT's series)
+//	dicomSeg()                 -> Promise<{parts: Uint8Array[], notes, segments, frames}> (the
+//	                              DICOM Segmentation of the CT's series, in pieces)
 //	statsCSV()                 -> Promise<string>
 //	labelTable()               -> {names, colors} of the 105 classes
 //

@@ -546,7 +546,7 @@ $('dlLabels').addEventListener('click', async () => {
 $('dlSeg').addEventListener('click', async () => {
   try {
     const r = await call('dicomSeg', {});
-    save(new Blob([r.bytes], { type: 'application/dicom' }), `${baseName()}_seg.dcm`);
+    save(new Blob(r.parts, { type: 'application/dicom' }), `${baseName()}_seg.dcm`);
     if (r.notes) message(`DICOM SEG: ${r.notes}.`, 'warn');
   } catch (e) { message(e.message); }
 });

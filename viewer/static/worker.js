@@ -189,7 +189,7 @@ const ops = {
   },
   async dicomSeg() {
     const r = await ctsegGo.dicomSeg();
-    return [r, [r.bytes.buffer]];
+    return [r, r.parts.map((p) => p.buffer)];
   },
 };
 
