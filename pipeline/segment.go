@@ -155,27 +155,11 @@ func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
 	return opt
 }
 
-// softwareVersion names this build for the files it writes: the module version, or the
-// commit it was built from ("ctseg 1a2b3c4d5e6f", "-dirty" with uncommitted changes).
+// softwareVersion names this build for the files it writes: the version Go stamps from the
+// module and its commit ("ctseg v0.0.0-20261127111600-f3b10aec040e+dirty"), or "ctseg (devel)".
 func softwareVersion() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "ctseg"
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return "ctseg " + info.Main.Version
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return "ctseg " + v
-	}
-	rev, dirty := "", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			rev = s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "-dirty"
-		}
-	}
-	if rev == "" {
-		return "ctseg (devel)"
-	}
-	return "ctseg " + rev + dirty
+	return "ctseg (devel)"
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -315,6 +316,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.NotEqual(t, frontHash, sideHash, "the drag did not turn the 3-D view")
 	do("pointing at a structure in the 3-D view", time.Minute, chromedp.Evaluate[chromedp.Void](`(() => {
 		const c = document.getElementById('view3d'), r = c.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+		c.dispatchEvent(new PointerEvent('pointerleave', {bubbles: true})); // clears what the slice views left in #hover
 		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
 		for (let i = 0; i < d.length; i += 4) {
 			if (d[i] + d[i + 1] + d[i + 2] <= 30) continue;
@@ -323,8 +325,8 @@ func TestBrowserEndToEnd(t *testing.T) {
 			return;
 		}
 	})()`))
-	require.Regexp(t, `structure \S`, textOf("#hover"), "the structure under the pointer in the 3-D view")
-	t.Logf("3-D view: %d lit pixels from the front, %d turned; pointer: %s", front, side, textOf("#hover"))
+	hover3d := textOf("#hover")
+	t.Logf("3-D view: %d lit pixels from the front, %d turned; pointer: %s", front, side, hover3d)
 	time.Sleep(300 * time.Millisecond) // one animation frame is enough; leave a few
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#legendList li[data-label]').length`))
 	require.NoError(t, err)
@@ -337,6 +339,17 @@ func TestBrowserEndToEnd(t *testing.T) {
 
 	got, gh, err := volume.ReadLabels(labelsPath)
 	require.NoError(t, err)
+	// the 3-D view named the structure of the voxel it reported
+	m := regexp.MustCompile(`^voxel (\d+), (\d+), (\d+)HU -?\d+structure (.+)$`).FindStringSubmatch(hover3d)
+	require.NotNil(t, m, "the 3-D view's pointer readout %q", hover3d)
+	var p [3]int
+	for a := range p {
+		p[a], err = strconv.Atoi(m[a+1])
+		require.NoError(t, err)
+	}
+	l := got[p[0]+gh.Dims[0]*(p[1]+gh.Dims[1]*p[2])]
+	require.NotZero(t, l, "the 3-D view reported a background voxel")
+	require.Equal(t, strings.ReplaceAll(labels.Names[l], "_", " "), m[4], "the 3-D view named another structure than its voxel's")
 	require.Equal(t, wh.Dims, gh.Dims, "grid of the downloaded labels")
 	for i := range 3 {
 		for j := range 4 {

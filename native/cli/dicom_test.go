@@ -123,12 +123,13 @@ func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8, h *volu
 		// refused before anything runs: no weights are read
 		{"segment", "--input", exampleCT(t), "--dicom-seg", filepath.Join(d, "c.dcm"), "--weights", filepath.Join(d, "missing.pt")},
 		{"segment", "--input", dir, "--weights", smallModel(t)},
+		{"segment", "--input", dir, "--output", filepath.Join(d, "x.nii.gz"), "--dicom-seg", filepath.Join(d, "x.nii.gz"), "--weights", filepath.Join(d, "missing.pt")},
 		{"dicom-seg", "--labels", labelFile, "--reference", exampleCT(t), "--output", filepath.Join(d, "c.dcm")},
 		{"dicom-seg", "--labels", exampleSeg(t), "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
 		{"dicom-seg", "--labels", labelFile, "--reference", dir, "--output", seg2},
 		{"dicom-seg", "--labels", empty, "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
 	}
-	wants := []string{"not a DICOM folder", "--output", "give the folder", "label 117", "exists", "no structure in the label map"}
+	wants := []string{"not a DICOM folder", "--output", "the same file", "give the folder", "label 117", "exists", "no structure in the label map"}
 	for i, args := range bad {
 		r := ctseg(t, args...)
 		checkOneLineError(t, r, args[0])

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,6 +97,9 @@ func runSegment(env *Env, args []string) error {
 			return err
 		}
 	}
+	if err := distinctOutputs(*out, table, *segOut, *stats); err != nil {
+		return err
+	}
 	statsCSV := false
 	if *stats != "" {
 		switch strings.ToLower(filepath.Ext(*stats)) {
@@ -188,10 +192,15 @@ func runSegment(env *Env, args []string) error {
 			return fmt.Errorf("--dicom-seg: %s is not a DICOM series", *in) // checked above; kept for safety
 		}
 		desc, err := writeSegmentation(env, &outs, *segOut, ao, ctSeries, res.Labels, net.Cfg.OutChannels, *spacing)
-		if err != nil {
+		switch {
+		case errors.Is(err, dicom.ErrNoStructures):
+			// the other outputs still say what was found (nothing); a segmentation cannot
+			env.notes = append(env.notes, fmt.Sprintf("no structure was found, so no DICOM Segmentation was written (%s)", *segOut))
+		case err != nil:
 			return err
+		default:
+			written = append(written, desc)
 		}
-		written = append(written, desc)
 	}
 	if *stats != "" {
 		st := volume.LabelStats(res.Labels, ct, names)
@@ -223,6 +232,26 @@ func runSegment(env *Env, args []string) error {
 			fmt.Fprintf(env.Stderr, " %s %.2f s;", s.Name, s.Seconds)
 		}
 		fmt.Fprintln(env.Stderr)
+	}
+	return nil
+}
+
+// distinctOutputs refuses two outputs of one command at the same path (one would silently
+// replace the other); empty paths are outputs not asked for.
+func distinctOutputs(paths ...string) error {
+	seen := map[string]string{}
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		if prev, ok := seen[abs]; ok {
+			return fmt.Errorf("%s and %s are the same file: give each output its own name", prev, p)
+		}
+		seen[abs] = p
 	}
 	return nil
 }

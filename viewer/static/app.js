@@ -444,6 +444,7 @@ async function run() {
     $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
     $('dlLabels').disabled = $('dlStats').disabled = false;
     $('dlSeg').disabled = r.stats.length === 0; // a DICOM Segmentation needs a structure
+    $('dlSeg').title = r.stats.length ? 'The labels as a DICOM Segmentation of the series, for a PACS or a DICOM viewer' : 'No structure was found: a DICOM Segmentation needs one';
     setState('done');
   } catch (e) {
     runFailed(e);

@@ -1,5 +1,5 @@
 // The 3-D view of the label map: orthographic ray casting on the CPU, on the main thread,
-// through the label map reduced to at most MAX_SIDE voxels a side. Each ray stops at the first
+// through the visible structures of the label map reduced to at most MAX_SIDE voxels a side. Each ray stops at the first
 // visible structure; the surface is shaded by the gradient of the structures' occupancy
 // around the hit (a smooth normal, where a depth-buffer normal shows the voxel steps). No GPU
 // API: the WebGPU device belongs to the worker's segmentation, and a CPU image is the same in
@@ -24,9 +24,12 @@ export class Render3D {
     this.pending = false;
     this.off = document.createElement('canvas');
     viewer.changed = (what) => {
-      if (what === 'labels' || what === 'volume') this.red = null;
+      // the reduction keeps visible structures only, so that a hidden one cannot take a block
+      // from a shown one
+      if (what !== 'colors') this.red = null;
       this.request(1);
     };
+    this.settle = 0; // timer: a full-resolution frame once the wheel stops
     this.attach();
     new ResizeObserver(() => this.request(1)).observe(canvas.parentElement);
   }
@@ -38,7 +41,9 @@ export class Render3D {
       const r = c.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
       return [(ev.clientX - r.left) * dpr, (ev.clientY - r.top) * dpr];
     };
+    c.addEventListener('contextmenu', (ev) => ev.preventDefault());
     c.addEventListener('pointerdown', (ev) => {
+      if (ev.button !== 0) return;
       c.setPointerCapture(ev.pointerId);
       drag = { x: ev.clientX, y: ev.clientY, az: this.az, el: this.el, moved: false };
     });
@@ -54,18 +59,23 @@ export class Render3D {
       this.el = Math.max(-1.5, Math.min(1.5, drag.el + dy * 0.01));
       this.request(3);
     });
-    const end = (ev) => {
+    c.addEventListener('pointerup', (ev) => {
       if (!drag) return;
-      if (!drag.moved) {
-        const h = this.pick(...at(ev));
-        if (h) this.viewer.jumpTo(h.p);
-      } else {
-        this.request(1);
-      }
+      const moved = drag.moved;
       drag = null;
-    };
-    c.addEventListener('pointerup', end);
-    c.addEventListener('pointercancel', end);
+      if (moved) {
+        this.request(1);
+        return;
+      }
+      // a click (the second of a double-click only resets the view)
+      const h = this.pick(...at(ev));
+      if (h && ev.detail < 2) this.viewer.jumpTo(h.p);
+      this.onHover(h);
+    });
+    c.addEventListener('pointercancel', () => {
+      if (drag && drag.moved) this.request(1);
+      drag = null;
+    });
     c.addEventListener('pointerleave', () => { if (!drag) this.onHover(null); });
     c.addEventListener('dblclick', () => {
       this.az = this.el = 0;
@@ -73,9 +83,13 @@ export class Render3D {
       this.request(1);
     });
     c.addEventListener('wheel', (ev) => {
+      if (!this.red) return;
       ev.preventDefault();
       this.zoom = Math.max(0.5, Math.min(8, this.zoom * Math.exp(-ev.deltaY * 0.001)));
-      this.request(1);
+      // coarse frames while the wheel turns, a full one when it stops
+      this.request(3);
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => this.request(1), 150);
     }, { passive: false });
   }
 
@@ -90,23 +104,24 @@ export class Render3D {
     });
   }
 
-  // reduce builds the label volume in patient axes, at most MAX_SIDE voxels a side: index w of
-  // a reduced voxel grows along RAS world axis w. A block takes the first structure found in
-  // it, so thin structures (ribs, vessels) keep their continuity.
+  // reduce builds the volume of the visible structures in patient axes, at most MAX_SIDE voxels
+  // a side: index w of a reduced voxel grows along RAS world axis w, and a block is f[w] stored
+  // voxels along it (per axis, so thick slices are not merged further). A block takes the first
+  // visible structure found in it, so thin structures (ribs, vessels) keep their continuity.
   reduce() {
-    const v = this.viewer.vol, labels = this.viewer.labels;
+    const v = this.viewer.vol, labels = this.viewer.labels, vis = this.viewer.visible;
     if (!v || !labels) return null;
     const { dims, spacing, axisOf, sign } = v;
-    const f = Math.max(1, Math.ceil(Math.max(...dims) / MAX_SIDE));
-    const n = [0, 1, 2].map((w) => Math.ceil(dims[axisOf[w]] / f));
-    const vs = [0, 1, 2].map((w) => spacing[axisOf[w]] * f);
+    const f = [0, 1, 2].map((w) => Math.max(1, Math.ceil(dims[axisOf[w]] / MAX_SIDE)));
+    const n = [0, 1, 2].map((w) => Math.ceil(dims[axisOf[w]] / f[w]));
+    const vs = [0, 1, 2].map((w) => spacing[axisOf[w]] * f[w]);
     const strideW = [1, n[0], n[0] * n[1]];
     const worldOf = [0, 0, 0];
     for (let w = 0; w < 3; w++) worldOf[axisOf[w]] = w;
     // the reduced index's share of stored index i along stored axis a
     const share = [0, 1, 2].map((a) => {
       const w = worldOf[a], out = new Int32Array(dims[a]);
-      for (let i = 0; i < dims[a]; i++) out[i] = Math.floor((sign[w] > 0 ? i : dims[a] - 1 - i) / f) * strideW[w];
+      for (let i = 0; i < dims[a]; i++) out[i] = Math.floor((sign[w] > 0 ? i : dims[a] - 1 - i) / f[w]) * strideW[w];
       return out;
     });
     const data = new Uint8Array(n[0] * n[1] * n[2]);
@@ -117,14 +132,14 @@ export class Render3D {
         const sj = sk + share[1][j], si = share[0];
         for (let i = 0; i < dims[0]; i++, idx++) {
           const l = labels[idx];
-          if (l) {
+          if (l && vis[l]) {
             const r = sj + si[i];
             if (!data[r]) data[r] = l;
           }
         }
       }
     }
-    return { n, vs, f, data, worldOf };
+    return { n, vs, f, data };
   }
 
   // camera: screen right (ex), screen up (ey) and view direction (ez), in world axes. At rest the
@@ -165,27 +180,26 @@ export class Render3D {
       ctx.fillText('3-D view of the structures, after a segmentation', W / 2, H / 2);
       return;
     }
-    const s = this.step, w = Math.ceil(W / s), h = Math.ceil(H / s);
+    // no more than about three rays per reduced voxel across the view: more would only cost
+    // (four times the rays on a high-density screen)
+    const { n, vs, data } = red;
+    const s = Math.max(this.step, Math.floor(Math.min(W, H) / (3 * Math.max(...n) * this.zoom)));
+    const w = Math.ceil(W / s), h = Math.ceil(H / s);
     const img = new ImageData(w, h), px = img.data;
     const hit = new Int32Array(w * h);
-    const { n, vs, data } = red;
     const [nx, ny, nz] = n;
     const ext = [0, 1, 2].map((i) => n[i] * vs[i]);
     const R = 0.5 * Math.hypot(...ext), C = ext.map((e) => e / 2);
     const mmPerPx = (2 * R) / Math.min(W, H) / this.zoom;
     const { ex, ey, ez } = this.camera();
-    const colors = this.viewer.colors, vis = this.viewer.visible;
+    const colors = this.viewer.colors;
     const stepMM = 0.7 * Math.min(...vs);
     const d = [ez[0] * stepMM / vs[0], ez[1] * stepMM / vs[1], ez[2] * stepMM / vs[2]];
     // light from the viewer's upper left
     const L = [0, 1, 2].map((i) => -ez[i] - 0.35 * ex[i] + 0.45 * ey[i]);
     const ln = Math.hypot(...L);
     for (let i = 0; i < 3; i++) L[i] /= ln;
-    const occ = (x, y, z) => {
-      if (x < 0 || y < 0 || z < 0 || x >= nx || y >= ny || z >= nz) return 0;
-      const l = data[x + nx * (y + ny * z)];
-      return l && vis[l] ? 1 : 0;
-    };
+    const occ = (x, y, z) => (x < 0 || y < 0 || z < 0 || x >= nx || y >= ny || z >= nz || !data[x + nx * (y + ny * z)] ? 0 : 1);
     for (let py = 0; py < h; py++) {
       for (let pxi = 0; pxi < w; pxi++) {
         const sx = ((pxi + 0.5) * s - W / 2) * mmPerPx, sy = (H / 2 - (py + 0.5) * s) * mmPerPx;
@@ -207,7 +221,7 @@ export class Render3D {
           const ix = Math.floor(fx), iy = Math.floor(fy), iz = Math.floor(fz);
           if (ix < 0 || iy < 0 || iz < 0 || ix >= nx || iy >= ny || iz >= nz) continue;
           const r = ix + nx * (iy + ny * iz), l = data[r];
-          if (!l || !vis[l]) continue;
+          if (!l) continue;
           // outward normal: minus the gradient of the occupancy, summed over the 3x3 neighbours
           let gx = 0, gy = 0, gz = 0;
           for (let a = -1; a <= 1; a++) {
@@ -221,7 +235,7 @@ export class Render3D {
           const nl = Math.hypot(...nrm);
           nrm = nl > 0 ? nrm.map((q) => q / nl) : ez.map((q) => -q);
           const diffuse = Math.max(0, nrm[0] * L[0] + nrm[1] * L[1] + nrm[2] * L[2]);
-          const shade = (0.25 + 0.75 * diffuse) * (1 - 0.25 * (t - t0) / (2 * R));
+          const shade = (0.25 + 0.75 * diffuse) * (1 - 0.25 * t / (2 * R)); // depth from the view's front plane
           const q = 4 * (py * w + pxi), cc = 3 * l;
           px[q] = colors[cc] * shade;
           px[q + 1] = colors[cc + 1] * shade;
@@ -241,25 +255,41 @@ export class Render3D {
     c.dataset.drawMs = (performance.now() - t0).toFixed(1); // read by the tests and benchmarks
   }
 
-  // pick returns what the surface under canvas point (x, y) is: the structure, and the voxel
-  // at the centre of its reduced block (for the slice views), or null.
+  // pick returns what the surface under canvas point (x, y) is: the structure, and the voxel of
+  // that structure nearest its reduced block's centre (for the slice views and the HU), or null.
   pick(x, y) {
-    const hb = this.hit, red = this.red, v = this.viewer.vol;
-    if (!hb || !red || !v) return null;
+    const hb = this.hit, red = this.red, v = this.viewer.vol, labels = this.viewer.labels;
+    if (!hb || !red || !v || !labels) return null;
     const u = Math.floor(x / hb.s), q = Math.floor(y / hb.s);
     if (u < 0 || q < 0 || u >= hb.w || q >= hb.h) return null;
     const r1 = hb.buf[q * hb.w + u];
     if (!r1) return null;
-    const r = r1 - 1, [nx, ny] = red.n;
+    const r = r1 - 1, [nx, ny] = red.n, label = red.data[r];
     const rw = [r % nx, Math.floor(r / nx) % ny, Math.floor(r / (nx * ny))];
-    const p = [0, 0, 0];
+    // the block's range of stored indices along each stored axis
+    const lo = [0, 0, 0], hi = [0, 0, 0];
     for (let w = 0; w < 3; w++) {
       const a = v.axisOf[w];
-      let i = Math.min(v.dims[a] - 1, rw[w] * red.f + (red.f >> 1));
-      if (v.sign[w] < 0) i = v.dims[a] - 1 - i;
-      p[a] = i;
+      let b0 = rw[w] * red.f[w], b1 = Math.min(v.dims[a], b0 + red.f[w]) - 1;
+      if (v.sign[w] < 0) [b0, b1] = [v.dims[a] - 1 - b1, v.dims[a] - 1 - b0];
+      lo[a] = b0;
+      hi[a] = b1;
     }
-    const idx = p[0] + v.dims[0] * (p[1] + v.dims[1] * p[2]);
-    return { p, hu: v.hu[idx], label: red.data[r] };
+    const d = v.dims, mid = [0, 1, 2].map((a) => (lo[a] + hi[a]) / 2);
+    let best = null, bestD = Infinity;
+    for (let k = lo[2]; k <= hi[2]; k++) {
+      for (let j = lo[1]; j <= hi[1]; j++) {
+        for (let i = lo[0]; i <= hi[0]; i++) {
+          if (labels[i + d[0] * (j + d[1] * k)] !== label) continue;
+          const dd = (i - mid[0]) ** 2 + (j - mid[1]) ** 2 + (k - mid[2]) ** 2;
+          if (dd < bestD) {
+            bestD = dd;
+            best = [i, j, k];
+          }
+        }
+      }
+    }
+    if (!best) return null; // the block was reduced from labels since replaced
+    return { p: best, hu: v.hu[best[0] + d[0] * (best[1] + d[1] * best[2])], label };
   }
 }

@@ -433,20 +433,42 @@ func (h *header) set(tag uint32, v []byte) error {
 	return nil
 }
 
-// validValue reports whether s is a valid value of a string VR among copiedTags: each of its
-// backslash-separated values within the VR's maximum length (PS3.5 6.2), a UID of digits and
-// dots.
+// validValue reports whether s is a valid value of a string VR among copiedTags (PS3.5 6.2):
+// within the VR's length, dates of 8 digits, times of digits and a point, code strings of
+// capitals, digits, space and underscore, UIDs of digits and dots. Each backslash-separated
+// value is checked. A UID is kept even with a leading zero in a component: it must still match
+// the one the PACS holds.
 func validValue(vr, s string) bool {
-	limit := map[string]int{"CS": 16, "DA": 18, "TM": 28, "SH": 16, "LO": 64, "PN": 3*64 + 2, "UI": 64}[vr]
+	if len(s) > 1024 {
+		return false
+	}
 	for _, part := range strings.Split(s, `\`) {
-		if len(part) > limit {
-			return false
+		var limit int
+		var chars string
+		switch vr {
+		case "CS":
+			limit, chars = 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _"
+		case "DA":
+			if part != "" && len(part) != 8 {
+				return false
+			}
+			limit, chars = 8, "0123456789"
+		case "TM":
+			limit, chars = 16, "0123456789."
+		case "SH":
+			limit = 16
+		case "LO":
+			limit = 64
+		case "PN":
+			limit = 3*64 + 2
+		case "UI":
+			limit, chars = 64, "0123456789."
 		}
-		if vr == "UI" && strings.Trim(part, "0123456789.") != "" {
+		if len(part) > limit || (chars != "" && strings.Trim(part, chars) != "") {
 			return false
 		}
 	}
-	return len(s) <= 1024
+	return true
 }
 
 // str trims the space and NUL padding DICOM strings carry.

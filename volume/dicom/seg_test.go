@@ -340,8 +340,9 @@ func TestSegmentationRefusals(t *testing.T) {
 // TestSegmentationOfDamagedSeries: what an anonymiser or a broken writer leaves out or gets
 // wrong in the source does not make the segmentation invalid. Images without their UIDs are
 // referred to by position; a series without a study or frame of reference UID gets one made
-// from its images (the same every time); values their VR does not allow are not copied (a 70000-byte name would
-// overflow its element's 16-bit length).
+// from its images (the same every time); values their VR does not allow are not copied (a
+// 70000-byte name would overflow its element's 16-bit length; a date or a code in another form
+// makes the segmentation invalid).
 func TestSegmentationOfDamagedSeries(t *testing.T) {
 	var files [][]byte
 	for _, c := range obliqueSeries(3, rand.New(rand.NewSource(1))) {
@@ -350,6 +351,8 @@ func TestSegmentationOfDamagedSeries(t *testing.T) {
 		f.elems = append(f.elems[2:len(f.elems)-1], // without the SOP Class and Instance UIDs
 			testElem{tag: 0x00100010, vr: "UT", val: bytes.Repeat([]byte("A"), 70000)}, // UT: a long length
 			testElem{tag: 0x0020000D, vr: "UI", val: []byte("not a uid ")},
+			testElem{tag: 0x00080020, vr: "DA", val: []byte("2020-01-01")}, // a date in another format
+			testElem{tag: 0x00100040, vr: "CS", val: []byte("m ")},          // a code in lower case
 			pix)
 		files = append(files, f.bytes())
 	}
@@ -373,8 +376,10 @@ func TestSegmentationOfDamagedSeries(t *testing.T) {
 		if _, ok := ds.item(0x52009230)[0x00089124]; ok {
 			t.Fatal("a frame refers to a source image")
 		}
-		if n := ds[0x00100010]; len(n.val) != 0 || n.vr != "PN" {
-			t.Fatalf("patient name %s of %d bytes", n.vr, len(n.val))
+		for tag, vr := range map[uint32]string{0x00100010: "PN", 0x00080020: "DA", 0x00100040: "CS"} {
+			if n := ds[tag]; len(n.val) != 0 || n.vr != vr {
+				t.Fatalf("(%04X,%04X): %s %q, want it written empty", tag>>16, tag&0xFFFF, n.vr, n.val)
+			}
 		}
 		studies = append(studies, ds.str(0x0020000D))
 	}
