@@ -369,6 +369,17 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, visible, "a NIfTI CT has no DICOM SEG download")
 
+	// A label map made earlier, opened instead of a run: the one just downloaded shows the same
+	// structures; a map of other classes (TotalSegmentator v2's, on this very grid) is refused.
+	found := regexp.MustCompile(`^(\d+) structures`).FindStringSubmatch(textOf("#summary"))
+	require.NotNil(t, found, "run summary %q", textOf("#summary"))
+	do("opening the downloaded labels", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#labelsFile"), []string{labelsPath}))
+	waitState("opening the labels", time.Minute, "done", "error")
+	require.Equal(t, found[1]+" structures in example_ct_sm_labels.nii.gz", textOf("#summary"))
+	do("opening a map of other classes", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#labelsFile"), []string{shared.Path(t, "data", "ct", "example_seg.nii.gz")}))
+	waitState("opening a map of other classes", time.Minute, "error")
+	require.Contains(t, textOf("#message"), "example_seg.nii.gz holds label")
+
 	// A DICOM series (the small u12 one of the two-series folder; 3 slices, so "use it
 	// anyway"): the page's DICOM Segmentation holds the same frames as the native writer's
 	// for the labels the page gives, and dicom3tools' dciodvfy finds no error in it.

@@ -331,3 +331,19 @@ func checkAffine(a [4][4]float64) error {
 	}
 	return nil
 }
+
+// OnGrid reports why a volume with header h does not lie on the grid (dims, affine), or nil.
+// A NIfTI sform holds float32, so the affines may differ by its rounding, not by a placement.
+func OnGrid(h *Header, dims [3]int, affine [4][4]float64) error {
+	if h.Dims != dims {
+		return fmt.Errorf("it is %v voxels, the grid %v", h.Dims, dims)
+	}
+	for r := 0; r < 3; r++ {
+		for c := 0; c < 4; c++ {
+			if d := math.Abs(h.Affine[r][c] - affine[r][c]); d > 1e-4*math.Max(1, math.Abs(affine[r][c])) {
+				return fmt.Errorf("its affine differs from the grid's (row %d: %v, the grid's %v)", r, h.Affine[r], affine[r])
+			}
+		}
+	}
+	return nil
+}

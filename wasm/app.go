@@ -48,7 +48,7 @@ var state struct {
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).
 type userError struct {
-	Kind string // NotNIfTI, NotDICOM, NotCT, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy, SoftwareGPU
+	Kind string // NotNIfTI, NotDICOM, NotCT, NotLabels, TooLarge, NotWeights, GPUTooSmall, GPUError, Cancelled, Busy, SoftwareGPU
 	Msg  string
 }
 
@@ -359,22 +359,64 @@ func segment(args []js.Value) (any, error) {
 	state.mu.Lock()
 	state.result, state.stats = res, st
 	state.mu.Unlock()
-	list := make([]any, 0, len(st))
-	for _, s := range st {
-		if s.Voxels == 0 {
-			continue
-		}
-		list = append(list, map[string]any{"label": s.Label, "name": s.Name, "voxels": s.Voxels, "ml": s.VolumeML, "meanHU": s.MeanHU})
-	}
 	return map[string]any{
 		"labels":  uint8Array(res.Labels),
-		"stats":   list,
+		"stats":   statsList(st),
 		"windows": res.Windows,
 		"seconds": time.Since(start).Seconds(),
 		"adapter": ctx.Adapter,
 		"peakMB":  float64(res.PeakGPU) / (1 << 20),
 		"tiles":   tiles,
 	}, nil
+}
+
+// statsList is what the page's legend shows of the structures found.
+func statsList(st []volume.StructureStats) []any {
+	list := make([]any, 0, len(st))
+	for _, s := range st {
+		if s.Voxels > 0 {
+			list = append(list, map[string]any{"label": s.Label, "name": s.Name, "voxels": s.Voxels, "ml": s.VolumeML, "meanHU": s.MeanHU})
+		}
+	}
+	return list
+}
+
+// loadLabels(bytes: Uint8Array, name: string) takes a label map made earlier for the loaded CT
+// (by `ctseg segment`, or downloaded from this page): it is shown, measured and downloadable
+// as a run's result would be, without running the network again.
+func loadLabels(args []js.Value) (any, error) {
+	done, err := claim()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	name := args[1].String()
+	state.mu.Lock()
+	ct := state.ct
+	state.mu.Unlock()
+	if ct == nil {
+		return nil, &userError{"NotLabels", "Load the CT first, then its label map."}
+	}
+	b := make([]byte, args[0].Length())
+	js.CopyBytesToGo(b, args[0])
+	lab, lh, err := volume.ParseLabels(b)
+	if err != nil {
+		return nil, &userError{"NotLabels", fmt.Sprintf("%s is not a label map ctseg can read: %v", name, err)}
+	}
+	if err := volume.OnGrid(lh, ct.Dims, ct.Affine); err != nil {
+		return nil, &userError{"NotLabels", fmt.Sprintf("%s is not a label map of this CT: %v", name, err)}
+	}
+	for _, l := range lab {
+		if int(l) >= labels.Count {
+			return nil, &userError{"NotLabels", fmt.Sprintf("%s holds label %d, but the model's classes are 0 to %d: it is a map of other classes (TotalSegmentator's v2, for one)", name, l, labels.Count-1)}
+		}
+	}
+	st := volume.LabelStats(lab, ct, labels.Names)
+	state.mu.Lock()
+	state.result = &pipeline.Result{Labels: lab, Dims: ct.Dims, Affine: ct.Affine, Classes: labels.Count}
+	state.stats = st
+	state.mu.Unlock()
+	return map[string]any{"labels": uint8Array(lab), "stats": statsList(st)}, nil
 }
 
 // tune(device, {limits, adapter, software, takeError, precision, roi, tiles, repeat, phase})

@@ -7,6 +7,8 @@
 //	loadCT(bytes, name)        -> Promise<{dims, spacing, affine, hu: Int16Array, ...}>
 //	loadSeries(files, names, name) -> the same, for the files of a DICOM series
 //	loadWeights(bytes, name)   -> Promise<{config, filters, classes, params, spacing}>
+//	loadLabels(bytes, name)    -> Promise<{labels: Uint8Array, stats}> (a label map of the CT,
+//	                              made earlier)
 //	segment(device, options)   -> Promise<{labels: Uint8Array, stats, windows, seconds}>
 //	                              (options.cancelled() is polled between windows)
 //	tune(device, options)      -> Promise<{tiles, defaultSeconds, tunedSeconds, method}>
@@ -31,6 +33,7 @@ func main() {
 		"loadCT":      asyncFunc(loadCT),
 		"loadSeries":  asyncFunc(loadSeries),
 		"loadWeights": asyncFunc(loadWeights),
+		"loadLabels":  asyncFunc(loadLabels),
 		"segment":     asyncFunc(segment),
 		"tune":        asyncFunc(tune),
 		"labelsNifti": asyncFunc(labelsNifti),

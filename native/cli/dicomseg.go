@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"math"
 
 	"ctseg/internal/atomicfile"
 	"ctseg/labels"
@@ -49,16 +48,8 @@ func runDICOMSeg(env *Env, args []string) error {
 			return fmt.Errorf("%s holds label %d; the bundle's classes are 0 to %d", *lp, v, labels.Count-1)
 		}
 	}
-	if lh.Dims != s.Dims {
-		return fmt.Errorf("the labels are %v voxels, the series %v: labels on the network's grid need `ctseg invert --reference %s` first", lh.Dims, s.Dims, *ref)
-	}
-	for r := 0; r < 3; r++ {
-		for c := 0; c < 4; c++ {
-			// the NIfTI sform holds float32: allow its rounding, not a different placement
-			if d := math.Abs(lh.Affine[r][c] - s.Affine[r][c]); d > 1e-4*math.Max(1, math.Abs(s.Affine[r][c])) {
-				return fmt.Errorf("the labels' affine differs from the series' (row %d: %v, series %v): they are not on its grid", r, lh.Affine[r], s.Affine[r])
-			}
-		}
+	if err := volume.OnGrid(lh, s.Dims, s.Affine); err != nil {
+		return fmt.Errorf("%s is not on the series' grid: %v (labels on the network's grid need `ctseg invert --reference %s` first)", *lp, err, *ref)
 	}
 	var outs atomicfile.Set
 	defer outs.Abort()

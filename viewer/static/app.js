@@ -396,6 +396,8 @@ function updateRun() {
   const ok = app.ct && app.weights && !app.running && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
   $('runBtn').disabled = !ok;
   $('tuneBtn').disabled = !(app.weights && !app.running && app.webgpu === '');
+  $('labelsFile').disabled = !app.ct || app.running;
+  $('labelsOpen').classList.toggle('disabled', $('labelsFile').disabled);
   $('runBtn').title = app.webgpu ? app.webgpu : !app.ct ? 'Load a CT first' : !app.weights ? 'Choose the weights first' : '';
 }
 
@@ -435,16 +437,9 @@ async function run() {
   try {
     const fault = testFaults.shift();
     const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
-    app.result = r;
-    viewer.setLabels(r.labels);
-    app.index = indexLabels(r.labels, app.ct.info.dims);
-    renderLegend();
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
-    $('summary').textContent = `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`;
-    $('dlLabels').disabled = $('dlStats').disabled = false;
-    $('dlSeg').disabled = r.stats.length === 0; // a DICOM Segmentation needs a structure
-    $('dlSeg').title = r.stats.length ? 'The labels as a DICOM Segmentation of the series, for a PACS or a DICOM viewer' : 'No structure was found: a DICOM Segmentation needs one';
+    showResult(r, `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`);
     setState('done');
   } catch (e) {
     runFailed(e);
@@ -454,6 +449,45 @@ async function run() {
     updateRun();
   }
 }
+
+// showResult shows a label map (a run's, or one opened from a file) over the CT, lists its
+// structures and offers the downloads.
+function showResult(r, summary) {
+  app.result = r;
+  viewer.setLabels(r.labels);
+  app.index = indexLabels(r.labels, app.ct.info.dims);
+  renderLegend();
+  $('summary').textContent = summary;
+  $('dlLabels').disabled = $('dlStats').disabled = false;
+  $('dlSeg').disabled = r.stats.length === 0; // a DICOM Segmentation needs a structure
+  $('dlSeg').title = r.stats.length ? 'The labels as a DICOM Segmentation of the series, for a PACS or a DICOM viewer' : 'No structure was found: a DICOM Segmentation needs one';
+}
+
+// openLabels shows a label map of the loaded CT made earlier, without running the network.
+async function openLabels(source, name) {
+  if (!app.ct || app.running) return;
+  app.running = true;
+  updateRun();
+  setState('loading');
+  message('');
+  try {
+    const r = await call('loadLabels', { bytes: await source.arrayBuffer(), name });
+    showResult(r, `${r.stats.length} structures in ${name}`);
+    setState('done');
+  } catch (e) {
+    message(e.message, 'error');
+    setState('error');
+  } finally {
+    app.running = false;
+    updateRun();
+  }
+}
+
+$('labelsFile').addEventListener('change', (ev) => {
+  const f = ev.target.files[0];
+  ev.target.value = '';
+  if (f) openLabels(f, f.name);
+});
 
 // tune times the convolution kernels on this GPU; the worker keeps the fastest for later runs.
 async function tune() {

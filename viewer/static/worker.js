@@ -125,6 +125,10 @@ const ops = {
       : await ctsegGo.loadCT(new Uint8Array(m.bytes), m.name);
     return v.hu ? [v, [v.hu.buffer]] : [v]; // without hu: a list of series to choose from
   },
+  async loadLabels(m) {
+    const v = await ctsegGo.loadLabels(new Uint8Array(m.bytes), m.name);
+    return [v, [v.labels.buffer]];
+  },
   async loadWeights(m) {
     return ctsegGo.loadWeights(new Uint8Array(m.bytes), m.name);
   },
