@@ -352,7 +352,7 @@ func TestSegmentationOfDamagedSeries(t *testing.T) {
 			testElem{tag: 0x00100010, vr: "UT", val: bytes.Repeat([]byte("A"), 70000)}, // UT: a long length
 			testElem{tag: 0x0020000D, vr: "UI", val: []byte("not a uid ")},
 			testElem{tag: 0x00080020, vr: "DA", val: []byte("2020-01-01")}, // a date in another format
-			testElem{tag: 0x00100040, vr: "CS", val: []byte("m ")},          // a code in lower case
+			testElem{tag: 0x00100040, vr: "CS", val: []byte("m ")},         // a code in lower case
 			pix)
 		files = append(files, f.bytes())
 	}
