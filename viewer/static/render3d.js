@@ -6,6 +6,8 @@
 // every browser. Drag: rotate; wheel: zoom; click: move the slice views to that point;
 // double-click: back to the front view.
 
+import { clearCanvas } from './views.js';
+
 const MAX_SIDE = 192;
 
 export class Render3D {
@@ -156,15 +158,7 @@ export class Render3D {
   }
 
   draw() {
-    const c = this.canvas, dpr = window.devicePixelRatio || 1;
-    const W = Math.max(1, Math.round(c.clientWidth * dpr)), H = Math.max(1, Math.round(c.clientHeight * dpr));
-    if (c.width !== W || c.height !== H) {
-      c.width = W;
-      c.height = H;
-    }
-    const ctx = c.getContext('2d');
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, W, H);
+    const c = this.canvas, { ctx, dpr } = clearCanvas(c), W = c.width, H = c.height;
     const t0 = performance.now();
     if (!this.red) {
       this.red = this.reduce();

@@ -32,6 +32,21 @@ export function orientation(affine) {
   return { axisOf, sign };
 }
 
+// clearCanvas sizes a canvas to its displayed size in device pixels (sharp on high-density
+// screens), paints it black and returns its 2-D context and the pixel ratio.
+export function clearCanvas(c) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(c.clientWidth * dpr)), h = Math.max(1, Math.round(c.clientHeight * dpr));
+  if (c.width !== w || c.height !== h) {
+    c.width = w;
+    c.height = h;
+  }
+  const ctx = c.getContext('2d');
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, w, h);
+  return { ctx, dpr };
+}
+
 export class Viewer {
   // canvases: {axial, coronal, sagittal} -> HTMLCanvasElement
   constructor(canvases, onHover) {
@@ -205,15 +220,7 @@ export class Viewer {
 
   draw(name) {
     const c = this.canvases[name];
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(c.clientWidth * dpr)), h = Math.max(1, Math.round(c.clientHeight * dpr));
-    if (c.width !== w || c.height !== h) {
-      c.width = w;
-      c.height = h;
-    }
-    const ctx = c.getContext('2d');
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, c.width, c.height);
+    const { ctx, dpr } = clearCanvas(c);
     if (!this.vol) {
       if (name === 'axial') {
         ctx.fillStyle = 'rgba(255,255,255,0.45)';
