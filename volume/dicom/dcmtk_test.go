@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"flag"
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -192,14 +193,47 @@ func writeBenchSlice(t *testing.T) {
 	if err := os.WriteFile(filepath.Join("testdata", "bench", "ct512_native.dcm"), c.file(explicitLE).bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// and as a 16-bit PGM, for OpenJPH's HTJ2K encoder (make.sh)
+	pgm := []byte(fmt.Sprintf("P5\n%d %d\n4095\n", h.cols, h.rows))
+	for _, v := range c.stored {
+		pgm = append(pgm, byte(v>>8), byte(v))
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "bench", "ct512.pgm"), pgm, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK from its
-// JPEG 2000 decoding, gives the same HU through each of the three decoders.
+// htj2kSlice wraps OpenJPH's HTJ2K codestream of the bench slice (testdata/bench, see make.sh)
+// in a DICOM file of the HTJ2K Lossless syntax, and parses it.
+func htj2kSlice(t testing.TB) *header {
+	j2c, err := os.ReadFile(filepath.Join("testdata", "bench", "ct512_htj2k.j2c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := benchSlice(t)
+	c := ctSlice{uid: "1.2.826.0.1.3680043.2.1125.4", modality: "CT", instance: 1, orient: [6]float64{1, 0, 0, 0, 1, 0},
+		spacing: [2]float64{0.9765625, 0.9765625}, rows: ref.rows, cols: ref.cols, bitsStored: 12, slope: 1, inter: ref.inter}
+	f := c.file(explicitLE)
+	f.syntax = htj2kLossless
+	f.elems[len(f.elems)-1] = testElem{tag: tagPixelData, raw: encapsulate(append(j2c, make([]byte, len(j2c)%2)...))}
+	h, err := parse(f.bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK and HTJ2K
+// encoded by OpenJPH from its JPEG 2000 decoding, gives the same HU through each decoder.
 func TestRealSliceCodecs(t *testing.T) {
 	_, want := benchSlice(t)
-	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm"} {
-		frame, h := dcmtkFrame(t, filepath.Join("bench", f))
+	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm", "ct512_htj2k.j2c"} {
+		var h *header
+		if strings.HasSuffix(f, ".j2c") {
+			h = htj2kSlice(t)
+		} else {
+			_, h = dcmtkFrame(t, filepath.Join("bench", f))
+		}
 		if err := h.checkPixelFormat(); err != nil {
 			t.Fatal(err)
 		}
@@ -212,15 +246,22 @@ func TestRealSliceCodecs(t *testing.T) {
 				t.Fatalf("%s: voxel %d = %v, the JPEG 2000 original %v", f, i, got[i], want[i])
 			}
 		}
-		_ = frame
 	}
 }
 
 // BenchmarkDecodeSlice decodes the real 512×512 slice of testdata/bench in each codec.
 func BenchmarkDecodeSlice(b *testing.B) {
-	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm"} {
-		b.Run(strings.TrimSuffix(strings.TrimPrefix(f, "ct512_"), ".dcm"), func(b *testing.B) {
-			_, h := dcmtkFrame(b, filepath.Join("bench", f))
+	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm", "ct512_htj2k.j2c", "j2k"} {
+		b.Run(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(f, "ct512_"), ".dcm"), ".j2c"), func(b *testing.B) {
+			var h *header
+			switch f {
+			case "j2k": // the shared series' own JPEG 2000 (Part 1) slice
+				h = sharedSlice(b, 10)
+			case "ct512_htj2k.j2c":
+				h = htj2kSlice(b)
+			default:
+				_, h = dcmtkFrame(b, filepath.Join("bench", f))
+			}
 			if err := h.checkPixelFormat(); err != nil {
 				b.Fatal(err)
 			}

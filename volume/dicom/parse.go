@@ -31,6 +31,9 @@ const (
 	jpegLSNear     = "1.2.840.10008.1.2.4.81"
 	j2kLossless    = "1.2.840.10008.1.2.4.90"
 	j2kAny         = "1.2.840.10008.1.2.4.91"
+	htj2kLossless  = "1.2.840.10008.1.2.4.201" // High-Throughput JPEG 2000 (Part 15)
+	htj2kRPCL      = "1.2.840.10008.1.2.4.202"
+	htj2kAny       = "1.2.840.10008.1.2.4.203"
 	rleLossless    = "1.2.840.10008.1.2.5"
 	maxNesting     = 32 // sequences nested deeper than this are refused (a hostile file could recurse)
 	undefinedLen   = 0xFFFFFFFF
@@ -45,9 +48,6 @@ var syntaxNames = map[string]string{
 	"1.2.840.10008.1.2.4.70":  "JPEG Lossless SV1",
 	"1.2.840.10008.1.2.4.80":  "JPEG-LS Lossless",
 	"1.2.840.10008.1.2.4.81":  "JPEG-LS Near-Lossless",
-	"1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
-	"1.2.840.10008.1.2.4.202": "HTJ2K Lossless RPCL",
-	"1.2.840.10008.1.2.4.203": "HTJ2K",
 }
 
 // errNotDICOM marks a file without the Part 10 preamble: skipped when reading a folder.
@@ -303,7 +303,7 @@ func parse(b []byte) (*header, error) {
 		return nil, fmt.Errorf("no transfer syntax in the file meta information")
 	case implicitLE:
 		r.implicit = true
-	case explicitLE, jpegLossless, jpegSV1, jpegLSLossless, jpegLSNear, j2kLossless, j2kAny, rleLossless:
+	case explicitLE, jpegLossless, jpegSV1, jpegLSLossless, jpegLSNear, j2kLossless, j2kAny, htj2kLossless, htj2kRPCL, htj2kAny, rleLossless:
 	default:
 		name := syntaxNames[h.syntax]
 		if name == "" {

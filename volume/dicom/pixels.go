@@ -96,7 +96,9 @@ func (h *header) decode(out []float32) error {
 		}
 		// The decoded value is the stored bit pattern; masking and sign extension as for native data.
 		return codec(f, h.rows, h.cols, func(i int, v int64) { put(i, h.stored(uint32(v))) })
-	case j2kLossless, j2kAny:
+	case j2kLossless, j2kAny, htj2kLossless, htj2kRPCL, htj2kAny:
+		// one decoder for both: HTJ2K differs in the code-block coder only, which the
+		// codestream's COD marker declares
 		return h.decodeJ2K(n, put)
 	}
 	return fmt.Errorf("internal: no decoder for %s", h.syntax)

@@ -239,8 +239,8 @@ func TestSeriesRefusals(t *testing.T) {
 
 func TestUnsupportedFiles(t *testing.T) {
 	c := obliqueSeries(2, rand.New(rand.NewSource(4)))[0]
-	htj2k := c.file(explicitLE)
-	htj2k.syntax = "1.2.840.10008.1.2.4.201"
+	baseline := c.file(explicitLE)
+	baseline.syntax = "1.2.840.10008.1.2.4.50"
 	multi := c.file(explicitLE)
 	px := multi.elems[len(multi.elems)-1]
 	multi.elems = multi.elems[:len(multi.elems)-1]
@@ -249,7 +249,7 @@ func TestUnsupportedFiles(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"HTJ2K":       {htj2k.bytes(), "HTJ2K Lossless) is not supported"},
+		"JPEG Baseline": {baseline.bytes(), "JPEG Baseline) is not supported"},
 		"multi-frame": {multi.bytes(), "3 frames"},
 	} {
 		b2 := obliqueSeries(2, rand.New(rand.NewSource(4)))[1].file(explicitLE).bytes()

@@ -30,8 +30,12 @@ for s in s16 u12; do
   fi
 done
 # bench/: a real 512x512 slice (the 11th of ../shared/data/ct/example_ct_dicom, written
-# uncompressed by -regen) as JPEG-LS and as lossless JPEG, for BenchmarkDecodeSlice and
-# TestRealSliceCodecs.
+# uncompressed and as PGM by -regen) as JPEG-LS, lossless JPEG and HTJ2K, for
+# BenchmarkDecodeSlice and TestRealSliceCodecs.
 dcmcjpls bench/ct512_native.dcm bench/ct512_jls.dcm
 dcmcjpeg bench/ct512_native.dcm bench/ct512_jpegll.dcm
 rm bench/ct512_native.dcm
+# and as an HTJ2K (Part 15) lossless codestream by OpenJPH 0.9 (Debian: apt-get install
+# openjph-tools), an encoder independent of the decoder ctseg uses; the test wraps it in DICOM.
+ojph_compress -i bench/ct512.pgm -o bench/ct512_htj2k.j2c -reversible true
+rm bench/ct512.pgm
