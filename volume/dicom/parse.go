@@ -40,14 +40,14 @@ const (
 )
 
 var syntaxNames = map[string]string{
-	explicitBE:                "Explicit VR Big Endian",
-	deflatedLE:                "Deflated Explicit VR Little Endian",
-	"1.2.840.10008.1.2.4.50":  "JPEG Baseline",
-	"1.2.840.10008.1.2.4.51":  "JPEG Extended",
-	"1.2.840.10008.1.2.4.57":  "JPEG Lossless",
-	"1.2.840.10008.1.2.4.70":  "JPEG Lossless SV1",
-	"1.2.840.10008.1.2.4.80":  "JPEG-LS Lossless",
-	"1.2.840.10008.1.2.4.81":  "JPEG-LS Near-Lossless",
+	explicitBE:               "Explicit VR Big Endian",
+	deflatedLE:               "Deflated Explicit VR Little Endian",
+	"1.2.840.10008.1.2.4.50": "JPEG Baseline",
+	"1.2.840.10008.1.2.4.51": "JPEG Extended",
+	"1.2.840.10008.1.2.4.57": "JPEG Lossless",
+	"1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+	"1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
+	"1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
 }
 
 // errNotDICOM marks a file without the Part 10 preamble: skipped when reading a folder.

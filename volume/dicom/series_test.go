@@ -250,7 +250,7 @@ func TestUnsupportedFiles(t *testing.T) {
 		want string
 	}{
 		"JPEG Baseline": {baseline.bytes(), "JPEG Baseline) is not supported"},
-		"multi-frame": {multi.bytes(), "3 frames"},
+		"multi-frame":   {multi.bytes(), "3 frames"},
 	} {
 		b2 := obliqueSeries(2, rand.New(rand.NewSource(4)))[1].file(explicitLE).bytes()
 		_, err := Open(sources(tc.b, b2), Options{})
