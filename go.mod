@@ -7,7 +7,7 @@ require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/cogentcore/webgpu v0.23.0
 	github.com/klauspost/compress v1.20.4
-	github.com/mrjoshuak/go-jpeg2000 v1.5.0
+	github.com/mrjoshuak/go-jpeg2000 v1.5.12
 	github.com/okieraised/gonii v0.9.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/stretchr/testify v1.12.1

@@ -131,6 +131,29 @@ func LabelFileOptions(classes int, ref *volume.Header) volume.LabelOptions {
 	return volume.LabelOptions{Names: labels.Names[:min(classes, labels.Count)], Colors: labels.Colors, Write: volume.WriteOptions{Ref: ref}}
 }
 
+// CheckClasses refuses a label map that is not of the model's classes: a value past them, or
+// a label table (NIfTI extension) that names a present label otherwise (TotalSegmentator v2's
+// maps, for one, number other structures on the same grid). name is the file, for messages.
+func CheckClasses(name string, lab []uint8, h *volume.Header) error {
+	var present [256]bool
+	for _, l := range lab {
+		present[l] = true
+	}
+	names := volume.LabelNames(h)
+	for l := 1; l < 256; l++ {
+		if !present[l] {
+			continue
+		}
+		if l >= labels.Count {
+			return fmt.Errorf("%s holds label %d, but the model's classes are 0 to %d: it is a map of other classes", name, l, labels.Count-1)
+		}
+		if l < len(names) && names[l] != "" && names[l] != labels.Names[l] {
+			return fmt.Errorf("%s names its label %d %q, the model's class %d is %q: it is a map of other classes", name, l, names[l], l, labels.Names[l])
+		}
+	}
+	return nil
+}
+
 // SegmentationOptions describe the label map as a DICOM Segmentation, for `ctseg segment
 // --dicom-seg`, `ctseg dicom-seg` and the browser's download alike: one segment per class with
 // its name, SNOMED CT coding and colour, and the model that made it.

@@ -378,7 +378,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.Equal(t, found[1]+" structures in example_ct_sm_labels.nii.gz", textOf("#summary"))
 	do("opening a map of other classes", time.Minute, chromedp.SetUploadFiles(chromedp.CSS("#labelsFile"), []string{shared.Path(t, "data", "ct", "example_seg.nii.gz")}))
 	waitState("opening a map of other classes", time.Minute, "error")
-	require.Contains(t, textOf("#message"), "example_seg.nii.gz holds label")
+	require.Contains(t, textOf("#message"), "it is a map of other classes")
 
 	// A DICOM series (the small u12 one of the two-series folder; 3 slices, so "use it
 	// anyway"): the page's DICOM Segmentation holds the same frames as the native writer's

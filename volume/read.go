@@ -91,8 +91,14 @@ func ReadLabels(path string) ([]uint8, *Header, error) {
 
 // ParseLabels is ReadLabels for in-memory bytes.
 func ParseLabels(data []byte) ([]uint8, *Header, error) {
+	return ParseLabelsWith(data, ReadOptions{})
+}
+
+// ParseLabelsWith is ParseLabels with explicit limits (a caller that knows the grid a label
+// map must have refuses a larger one before allocating it).
+func ParseLabelsWith(data []byte, opt ReadOptions) ([]uint8, *Header, error) {
 	var s *labelSink
-	h, err := readBytes(data, ReadOptions{}, func(h *Header) sink { s = newLabelSink(h); return s })
+	h, err := readBytes(data, opt, func(h *Header) sink { s = newLabelSink(h); return s })
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse NIfTI labels: %w", err)
 	}

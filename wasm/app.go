@@ -399,17 +399,16 @@ func loadLabels(args []js.Value) (any, error) {
 	}
 	b := make([]byte, args[0].Length())
 	js.CopyBytesToGo(b, args[0])
-	lab, lh, err := volume.ParseLabels(b)
+	// a map larger than the CT is refused before its voxels are allocated
+	lab, lh, err := volume.ParseLabelsWith(b, volume.ReadOptions{MaxVoxels: int64(len(ct.Data))})
 	if err != nil {
-		return nil, &userError{"NotLabels", fmt.Sprintf("%s is not a label map ctseg can read: %v", name, err)}
+		return nil, &userError{"NotLabels", fmt.Sprintf("%s is not a label map of this CT: %v", name, err)}
 	}
 	if err := volume.OnGrid(lh, ct.Dims, ct.Affine); err != nil {
 		return nil, &userError{"NotLabels", fmt.Sprintf("%s is not a label map of this CT: %v", name, err)}
 	}
-	for _, l := range lab {
-		if int(l) >= labels.Count {
-			return nil, &userError{"NotLabels", fmt.Sprintf("%s holds label %d, but the model's classes are 0 to %d: it is a map of other classes (TotalSegmentator's v2, for one)", name, l, labels.Count-1)}
-		}
+	if err := pipeline.CheckClasses(name, lab, lh); err != nil {
+		return nil, &userError{"NotLabels", err.Error()}
 	}
 	st := volume.LabelStats(lab, ct, labels.Names)
 	state.mu.Lock()

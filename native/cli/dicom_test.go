@@ -129,7 +129,7 @@ func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8, h *volu
 		{"dicom-seg", "--labels", labelFile, "--reference", dir, "--output", seg2},
 		{"dicom-seg", "--labels", empty, "--reference", dir, "--output", filepath.Join(d, "c.dcm")},
 	}
-	wants := []string{"not a DICOM folder", "--output", "the same file", "give the folder", "label 117", "exists", "no structure in the label map"}
+	wants := []string{"not a DICOM folder", "--output", "the same file", "give the folder", "it is a map of other classes", "exists", "no structure in the label map"}
 	for i, args := range bad {
 		r := ctseg(t, args...)
 		checkOneLineError(t, r, args[0])

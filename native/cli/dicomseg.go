@@ -5,6 +5,7 @@ import (
 
 	"ctseg/internal/atomicfile"
 	"ctseg/labels"
+	"ctseg/pipeline"
 	"ctseg/volume"
 )
 
@@ -43,10 +44,8 @@ func runDICOMSeg(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range lab {
-		if int(v) >= labels.Count {
-			return fmt.Errorf("%s holds label %d; the bundle's classes are 0 to %d", *lp, v, labels.Count-1)
-		}
+	if err := pipeline.CheckClasses(*lp, lab, lh); err != nil {
+		return err
 	}
 	if err := volume.OnGrid(lh, s.Dims, s.Affine); err != nil {
 		return fmt.Errorf("%s is not on the series' grid: %v (labels on the network's grid need `ctseg invert --reference %s` first)", *lp, err, *ref)

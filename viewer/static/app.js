@@ -28,6 +28,7 @@ const app = {
   names: [],
   colors: [],
   running: false,
+  openingLabels: false,
   acceptNotCT: false,
   webgpu: null, // null: unknown, '' ok, else the message
 };
@@ -393,10 +394,10 @@ async function serverWeights() {
 // ---- run -------------------------------------------------------------------------------
 
 function updateRun() {
-  const ok = app.ct && app.weights && !app.running && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
+  const ok = app.ct && app.weights && !app.running && !app.openingLabels && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
   $('runBtn').disabled = !ok;
   $('tuneBtn').disabled = !(app.weights && !app.running && app.webgpu === '');
-  $('labelsFile').disabled = !app.ct || app.running;
+  $('labelsFile').disabled = !app.ct || app.running || app.openingLabels;
   $('labelsOpen').classList.toggle('disabled', $('labelsFile').disabled);
   $('runBtn').title = app.webgpu ? app.webgpu : !app.ct ? 'Load a CT first' : !app.weights ? 'Choose the weights first' : '';
 }
@@ -463,22 +464,26 @@ function showResult(r, summary) {
   $('dlSeg').title = r.stats.length ? 'The labels as a DICOM Segmentation of the series, for a PACS or a DICOM viewer' : 'No structure was found: a DICOM Segmentation needs one';
 }
 
-// openLabels shows a label map of the loaded CT made earlier, without running the network.
+// openLabels shows a label map of the loaded CT made earlier, without running the network. It
+// waits behind CT loads (and a restarted worker's reload), so it is checked against the CT
+// on screen.
 async function openLabels(source, name) {
-  if (!app.ct || app.running) return;
-  app.running = true;
+  if (!app.ct || app.running || app.openingLabels) return;
+  app.openingLabels = true;
   updateRun();
   setState('loading');
-  message('');
+  if (app.messageOwner !== 'ct') message(''); // what the CT load had to say stays
   try {
-    const r = await call('loadLabels', { bytes: await source.arrayBuffer(), name });
+    const bytes = await source.arrayBuffer();
+    const r = await queued(() => call('loadLabels', { bytes, name }));
     showResult(r, `${r.stats.length} structures in ${name}`);
     setState('done');
   } catch (e) {
-    message(e.message, 'error');
+    // keep offering "use this file anyway" for a CT that still needs it
+    message(e.message, 'error', app.ct.info.notCT && !app.acceptNotCT ? ['anyway'] : undefined);
     setState('error');
   } finally {
-    app.running = false;
+    app.openingLabels = false;
     updateRun();
   }
 }

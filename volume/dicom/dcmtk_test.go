@@ -1,6 +1,7 @@
 package dicom
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"math"
@@ -203,10 +204,10 @@ func writeBenchSlice(t *testing.T) {
 	}
 }
 
-// htj2kSlice wraps OpenJPH's HTJ2K codestream of the bench slice (testdata/bench, see make.sh)
-// in a DICOM file of the HTJ2K Lossless syntax, and parses it.
-func htj2kSlice(t testing.TB) *header {
-	j2c, err := os.ReadFile(filepath.Join("testdata", "bench", "ct512_htj2k.j2c"))
+// codestreamSlice wraps a JPEG 2000 or HTJ2K codestream of the bench slice (testdata/bench,
+// made by OpenJPH or OpenJPEG, see make.sh) in a DICOM file of the given syntax, and parses it.
+func codestreamSlice(t testing.TB, file, syntax string) *header {
+	j2c, err := os.ReadFile(filepath.Join("testdata", "bench", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func htj2kSlice(t testing.TB) *header {
 	c := ctSlice{uid: "1.2.826.0.1.3680043.2.1125.4", modality: "CT", instance: 1, orient: [6]float64{1, 0, 0, 0, 1, 0},
 		spacing: [2]float64{0.9765625, 0.9765625}, rows: ref.rows, cols: ref.cols, bitsStored: 12, slope: 1, inter: ref.inter}
 	f := c.file(explicitLE)
-	f.syntax = htj2kLossless
+	f.syntax = syntax
 	f.elems[len(f.elems)-1] = testElem{tag: tagPixelData, raw: encapsulate(append(j2c, make([]byte, len(j2c)%2)...))}
 	h, err := parse(f.bytes())
 	if err != nil {
@@ -223,15 +224,45 @@ func htj2kSlice(t testing.TB) *header {
 	return h
 }
 
-// TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK and HTJ2K
-// encoded by OpenJPH from its JPEG 2000 decoding, gives the same HU through each decoder.
+// codestreams are the bench slice's JPEG 2000 family fixtures: the syntax each is wrapped in,
+// and whether it is High-Throughput (Part 15). The ones with precincts of 128 and a
+// position-first progression are what go-jpeg2000 before v1.5.1 decoded wrongly without an
+// error (195,000 of 262,144 voxels off).
+var codestreams = []struct {
+	file, syntax string
+	ht           bool
+}{
+	{"ct512_htj2k.j2c", htj2kLossless, true},      // OpenJPH, RPCL, one precinct per resolution
+	{"ct512_htj2k_prec.j2c", htj2kLossless, true}, // OpenJPH, PCRL, 128x128 precincts
+	{"ct512_j2k_prec.j2k", j2kLossless, false},    // OpenJPEG (Part 1), CPRL, 128x128 precincts
+}
+
+// TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK, HTJ2K
+// encoded by OpenJPH and JPEG 2000 with precincts encoded by OpenJPEG from its JPEG 2000
+// decoding, gives the same HU through each decoder.
 func TestRealSliceCodecs(t *testing.T) {
 	_, want := benchSlice(t)
-	for _, f := range []string{"ct512_jls.dcm", "ct512_jpegll.dcm", "ct512_htj2k.j2c"} {
+	files := []string{"ct512_jls.dcm", "ct512_jpegll.dcm"}
+	for _, c := range codestreams {
+		files = append(files, c.file)
+		// Rsiz bit 14 and a CAP marker say Part 15: the HT fixtures must be HT, the other not
+		b, err := os.ReadFile(filepath.Join("testdata", "bench", c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ht := len(b) > 8 && b[6]&0x40 != 0 && bytes.Contains(b[:200], []byte{0xFF, 0x50})
+		if ht != c.ht {
+			t.Fatalf("%s: High-Throughput %v, want %v", c.file, ht, c.ht)
+		}
+	}
+	for _, f := range files {
 		var h *header
-		if strings.HasSuffix(f, ".j2c") {
-			h = htj2kSlice(t)
-		} else {
+		for _, c := range codestreams {
+			if c.file == f {
+				h = codestreamSlice(t, c.file, c.syntax)
+			}
+		}
+		if h == nil {
 			_, h = dcmtkFrame(t, filepath.Join("bench", f))
 		}
 		if err := h.checkPixelFormat(); err != nil {
@@ -258,7 +289,7 @@ func BenchmarkDecodeSlice(b *testing.B) {
 			case "j2k": // the shared series' own JPEG 2000 (Part 1) slice
 				h = sharedSlice(b, 10)
 			case "ct512_htj2k.j2c":
-				h = htj2kSlice(b)
+				h = codestreamSlice(b, f, htj2kLossless)
 			default:
 				_, h = dcmtkFrame(b, filepath.Join("bench", f))
 			}

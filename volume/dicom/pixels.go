@@ -154,6 +154,11 @@ func (h *header) decodeJ2K(n int, put func(int, int64)) (err error) {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if p := recover(); p != nil { // a decoder bug on malformed input must not take the program down
+			err = fmt.Errorf("JPEG 2000 pixel data is corrupt (decoder failed: %v)", p)
+		}
+	}()
 	md, err := jpeg2000.DecodeMetadata(bytes.NewReader(f))
 	if err != nil {
 		return fmt.Errorf("JPEG 2000 pixel data: %w", err)
@@ -167,11 +172,6 @@ func (h *header) decodeJ2K(n int, put func(int, int64)) (err error) {
 	if prec < 1 || prec > 24 {
 		return fmt.Errorf("JPEG 2000 pixel data has %d-bit samples", prec)
 	}
-	defer func() {
-		if p := recover(); p != nil { // a decoder bug on malformed input must not take the program down
-			err = fmt.Errorf("JPEG 2000 pixel data is corrupt (decoder failed: %v)", p)
-		}
-	}()
 	img, err := jpeg2000.DecodeFloat(bytes.NewReader(f))
 	if err != nil {
 		return fmt.Errorf("JPEG 2000 pixel data: %w", err)

@@ -35,7 +35,11 @@ done
 dcmcjpls bench/ct512_native.dcm bench/ct512_jls.dcm
 dcmcjpeg bench/ct512_native.dcm bench/ct512_jpegll.dcm
 rm bench/ct512_native.dcm
-# and as an HTJ2K (Part 15) lossless codestream by OpenJPH 0.9 (Debian: apt-get install
-# openjph-tools), an encoder independent of the decoder ctseg uses; the test wraps it in DICOM.
+# and as lossless codestreams by encoders independent of the decoder ctseg uses, which the test
+# wraps in DICOM: HTJ2K (Part 15) by OpenJPH 0.9 (Debian: openjph-tools), once plain and once
+# with 128x128 precincts in PCRL order, and JPEG 2000 with precincts in CPRL order by
+# OpenJPEG 2.5 (Debian: libopenjp2-tools).
 ojph_compress -i bench/ct512.pgm -o bench/ct512_htj2k.j2c -reversible true
+ojph_compress -i bench/ct512.pgm -o bench/ct512_htj2k_prec.j2c -reversible true -precincts '{128,128}' -prog_order PCRL
+opj_compress -i bench/ct512.pgm -o bench/ct512_j2k_prec.j2k -c '[128,128]' -p CPRL
 rm bench/ct512.pgm
