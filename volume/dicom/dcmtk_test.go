@@ -194,19 +194,23 @@ func writeBenchSlice(t *testing.T) {
 	if err := os.WriteFile(filepath.Join("testdata", "bench", "ct512_native.dcm"), c.file(explicitLE).bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// and as a 16-bit PGM, for OpenJPH's HTJ2K encoder (make.sh)
-	pgm := []byte(fmt.Sprintf("P5\n%d %d\n4095\n", h.cols, h.rows))
-	for _, v := range c.stored {
-		pgm = append(pgm, byte(v>>8), byte(v))
-	}
-	if err := os.WriteFile(filepath.Join("testdata", "bench", "ct512.pgm"), pgm, 0o644); err != nil {
-		t.Fatal(err)
+	// and as 16-bit PGMs, for the JPEG 2000 family encoders (make.sh): the stored values, and
+	// HU + 32768, which encoded unsigned and then declared signed is the HU themselves
+	for name, off := range map[string]int{"ct512.pgm": 0, "ct512_s16.pgm": 32768 + int(h.inter)} {
+		pgm := []byte(fmt.Sprintf("P5\n%d %d\n%d\n", h.cols, h.rows, map[bool]int{true: 4095, false: 65535}[off == 0]))
+		for _, v := range c.stored {
+			pgm = append(pgm, byte((v+off)>>8), byte(v+off))
+		}
+		if err := os.WriteFile(filepath.Join("testdata", "bench", name), pgm, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 // codestreamSlice wraps a JPEG 2000 or HTJ2K codestream of the bench slice (testdata/bench,
-// made by OpenJPH or OpenJPEG, see make.sh) in a DICOM file of the given syntax, and parses it.
-func codestreamSlice(t testing.TB, file, syntax string) *header {
+// made by OpenJPH or OpenJPEG, see make.sh) in a DICOM file of the given syntax, and parses it:
+// 12-bit unsigned stored values with the slice's intercept, or (signed) 16-bit HU.
+func codestreamSlice(t testing.TB, file, syntax string, signed bool) *header {
 	j2c, err := os.ReadFile(filepath.Join("testdata", "bench", file))
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +218,9 @@ func codestreamSlice(t testing.TB, file, syntax string) *header {
 	ref, _ := benchSlice(t)
 	c := ctSlice{uid: "1.2.826.0.1.3680043.2.1125.4", modality: "CT", instance: 1, orient: [6]float64{1, 0, 0, 0, 1, 0},
 		spacing: [2]float64{0.9765625, 0.9765625}, rows: ref.rows, cols: ref.cols, bitsStored: 12, slope: 1, inter: ref.inter}
+	if signed {
+		c.bitsStored, c.signed, c.inter = 16, true, 0
+	}
 	f := c.file(explicitLE)
 	f.syntax = syntax
 	f.elems[len(f.elems)-1] = testElem{tag: tagPixelData, raw: encapsulate(append(j2c, make([]byte, len(j2c)%2)...))}
@@ -230,11 +237,12 @@ func codestreamSlice(t testing.TB, file, syntax string) *header {
 // error (195,000 of 262,144 voxels off).
 var codestreams = []struct {
 	file, syntax string
-	ht           bool
+	ht, signed   bool
 }{
-	{"ct512_htj2k.j2c", htj2kLossless, true},      // OpenJPH, RPCL, one precinct per resolution
-	{"ct512_htj2k_prec.j2c", htj2kLossless, true}, // OpenJPH, PCRL, 128x128 precincts
-	{"ct512_j2k_prec.j2k", j2kLossless, false},    // OpenJPEG (Part 1), CPRL, 128x128 precincts
+	{"ct512_htj2k.j2c", htj2kLossless, true, false},      // OpenJPH, RPCL, one precinct per resolution
+	{"ct512_htj2k_prec.j2c", htj2kLossless, true, false}, // OpenJPH, PCRL, 128x128 precincts
+	{"ct512_htj2k_s16.j2c", htj2kAny, true, true},        // OpenJPH, signed 16-bit HU
+	{"ct512_j2k_prec.j2k", j2kLossless, false, false},    // OpenJPEG (Part 1), CPRL, 128x128 precincts
 }
 
 // TestRealSliceCodecs: a real CT slice, JPEG-LS and lossless JPEG encoded by DCMTK, HTJ2K
@@ -259,7 +267,7 @@ func TestRealSliceCodecs(t *testing.T) {
 		var h *header
 		for _, c := range codestreams {
 			if c.file == f {
-				h = codestreamSlice(t, c.file, c.syntax)
+				h = codestreamSlice(t, c.file, c.syntax, c.signed)
 			}
 		}
 		if h == nil {
@@ -289,7 +297,7 @@ func BenchmarkDecodeSlice(b *testing.B) {
 			case "j2k": // the shared series' own JPEG 2000 (Part 1) slice
 				h = sharedSlice(b, 10)
 			case "ct512_htj2k.j2c":
-				h = codestreamSlice(b, f, htj2kLossless)
+				h = codestreamSlice(b, f, htj2kLossless, false)
 			default:
 				_, h = dcmtkFrame(b, filepath.Join("bench", f))
 			}

@@ -42,4 +42,8 @@ rm bench/ct512_native.dcm
 ojph_compress -i bench/ct512.pgm -o bench/ct512_htj2k.j2c -reversible true
 ojph_compress -i bench/ct512.pgm -o bench/ct512_htj2k_prec.j2c -reversible true -precincts '{128,128}' -prog_order PCRL
 opj_compress -i bench/ct512.pgm -o bench/ct512_j2k_prec.j2k -c '[128,128]' -p CPRL
-rm bench/ct512.pgm
+# signed: HU + 32768 encoded unsigned (the level shift subtracts 32768 again), then SIZ's Ssiz
+# byte (offset 42) set to 0x8F, signed 16-bit, so the samples are the HU themselves
+ojph_compress -i bench/ct512_s16.pgm -o bench/ct512_htj2k_s16.j2c -reversible true
+printf '\x8f' | dd of=bench/ct512_htj2k_s16.j2c bs=1 seek=42 conv=notrunc status=none
+rm bench/ct512.pgm bench/ct512_s16.pgm
