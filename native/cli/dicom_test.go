@@ -14,6 +14,7 @@ import (
 	"ctseg/internal/shared"
 	"ctseg/volume"
 	"ctseg/volume/dicom"
+	"ctseg/weights"
 )
 
 func exampleDICOM(t testing.TB) string { return shared.Path(t, "data", "ct", "example_ct_dicom") }
@@ -236,5 +237,43 @@ func TestDICOMNotesAndSingleFile(t *testing.T) {
 	checkOneLineError(t, r, "segment")
 	if !strings.Contains(r.stderr, "is a single DICOM image: give the folder that holds the whole series") {
 		t.Errorf("a single DICOM file: %q", r.stderr)
+	}
+}
+
+// TestDICOMSegOfNothing: where the network finds no structure, `segment --dicom-seg` still
+// writes the label map (all background) and says why there is no DICOM Segmentation (it needs
+// a structure) instead of failing every output.
+func TestDICOMSegOfNothing(t *testing.T) {
+	sd, err := weights.Load(smallModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bias := sd.Get("conv_final.2.conv.bias")
+	if bias == nil {
+		t.Fatal("no head bias in the small model")
+	}
+	bias.Data[0] = 1e4 // background wins everywhere
+	d := t.TempDir()
+	wpath := filepath.Join(d, "background.safetensors")
+	if err := weights.Save(wpath, sd, weights.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, seg := filepath.Join(d, "labels.nii.gz"), filepath.Join(d, "seg.dcm")
+	r := mustRun(t, "segment", "--input", exampleDICOM(t), "--output", out, "--dicom-seg", seg,
+		"--weights", wpath, "--spacing", "3", "--roi", "32", "--device", "cpu")
+	if !strings.Contains(r.stderr, "note: no structure was found, so no DICOM Segmentation was written") {
+		t.Errorf("no note on the missing segmentation: %q", r.stderr)
+	}
+	lab, _, err := volume.ReadLabels(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range lab {
+		if l != 0 {
+			t.Fatalf("voxel %d is labelled %d: the test's weights should find nothing", i, l)
+		}
+	}
+	if _, err := os.Stat(seg); !os.IsNotExist(err) {
+		t.Errorf("%s exists (%v): a segmentation of nothing was written", seg, err)
 	}
 }
