@@ -6,11 +6,11 @@ import (
 )
 
 // Small dense float64 linear algebra for 4x4 affines and 3x3 blocks. The operation order
-// follows the reference LAPACK/BLAS routines numpy calls (dgetf2 with partial pivoting and
-// reciprocal scaling, dtrsm column sweeps, dpotf2), because MONAI decides output shapes by
-// rounding float64 results, where the last bit can matter. Explicit float64() conversions
-// around products stop the Go compiler from fusing a*b+c into an FMA on architectures that
-// have one, which would change those last bits from one machine to the next.
+// follows the LAPACK/BLAS routines numpy calls (solve4: OpenBLAS's dgesv; dpotf2), because
+// MONAI decides output shapes and sample positions by rounding float64 results, where the last
+// bit can matter. Explicit float64() conversions around products stop the Go compiler from
+// fusing a*b+c into an FMA on architectures that have one, and math.FMA is exact everywhere,
+// so those last bits do not change from one machine to the next.
 
 func identity4() [4][4]float64 {
 	return [4][4]float64{{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}}
@@ -40,33 +40,53 @@ func apply4(a [4][4]float64, p [3]float64) [3]float64 {
 	return r
 }
 
-// solve4 returns X with a @ X = b (numpy.linalg.solve), by LU with partial pivoting.
+// solve4 returns X with a @ X = b (numpy.linalg.solve), in the operation order of the
+// OpenBLAS dgesv that numpy calls on x86-64 (Debian's numpy, the PyPI wheels): dgetf2's
+// left-looking LU (each column's updates as dot products accumulated with FMA from zero,
+// partial pivoting on the first largest magnitude, the column below the pivot scaled by its
+// reciprocal), then dtrsm's column sweeps, which multiply by the pivot's reciprocal instead of
+// dividing by it and update with FMA. math.FMA is exact on every processor, so the result does
+// not depend on the machine. The order matters: MONAI turns the solution into sample positions
+// whose last bits decide which resampled voxels are exactly zero (see gridsample.go).
+// Checked bit for bit against numpy 1.24 with OpenBLAS 0.3.21 on 400 axis-aligned, permuted,
+// rotated and random affines (TestSolve4MatchesNumpy).
 func solve4(a, b [4][4]float64) ([4][4]float64, error) {
 	lu := a
 	var piv [4]int
-	for k := 0; k < 4; k++ {
-		// idamax: first index of the largest magnitude.
-		p := k
-		for i := k + 1; i < 4; i++ {
-			if math.Abs(lu[i][k]) > math.Abs(lu[p][k]) {
+	for j := 0; j < 4; j++ {
+		for i := 0; i < j; i++ {
+			if piv[i] != i {
+				lu[i][j], lu[piv[i]][j] = lu[piv[i]][j], lu[i][j]
+			}
+		}
+		// The column's U part (ddot) and the part below it (dgemv): each entry minus the dot
+		// product of its row of L with the column's upper entries.
+		for i := 1; i < 4; i++ {
+			n := min(i, j)
+			d := 0.0
+			for k := 0; k < n; k++ {
+				d = math.FMA(lu[i][k], lu[k][j], d)
+			}
+			lu[i][j] -= d
+		}
+		p := j
+		for i := j + 1; i < 4; i++ {
+			if math.Abs(lu[i][j]) > math.Abs(lu[p][j]) {
 				p = i
 			}
 		}
-		piv[k] = p
-		if lu[p][k] == 0 || math.IsNaN(lu[p][k]) {
+		piv[j] = p
+		if lu[p][j] == 0 || math.IsNaN(lu[p][j]) {
 			return [4][4]float64{}, fmt.Errorf("singular matrix")
 		}
-		if p != k {
-			lu[p], lu[k] = lu[k], lu[p]
-		}
-		r := 1 / lu[k][k]
-		for i := k + 1; i < 4; i++ {
-			lu[i][k] = float64(lu[i][k] * r)
-		}
-		for i := k + 1; i < 4; i++ {
-			for j := k + 1; j < 4; j++ {
-				lu[i][j] = lu[i][j] - float64(lu[i][k]*lu[k][j])
+		if p != j {
+			for k := 0; k <= j; k++ {
+				lu[j][k], lu[p][k] = lu[p][k], lu[j][k]
 			}
+		}
+		r := 1 / lu[j][j]
+		for i := j + 1; i < 4; i++ {
+			lu[i][j] *= r
 		}
 	}
 	x := b
@@ -76,21 +96,17 @@ func solve4(a, b [4][4]float64) ([4][4]float64, error) {
 		}
 	}
 	for j := 0; j < 4; j++ {
-		// Forward substitution with the unit lower factor (dtrsm L, N, U column sweep).
-		for k := 0; k < 4; k++ {
-			if x[k][j] != 0 {
-				for i := k + 1; i < 4; i++ {
-					x[i][j] = x[i][j] - float64(x[k][j]*lu[i][k])
-				}
+		// Forward substitution with the unit lower factor.
+		for i := 0; i < 4; i++ {
+			for k := i + 1; k < 4; k++ {
+				x[k][j] = math.FMA(-x[i][j], lu[k][i], x[k][j])
 			}
 		}
-		// Back substitution with the upper factor.
-		for k := 3; k >= 0; k-- {
-			if x[k][j] != 0 {
-				x[k][j] = x[k][j] / lu[k][k]
-				for i := 0; i < k; i++ {
-					x[i][j] = x[i][j] - float64(x[k][j]*lu[i][k])
-				}
+		// Back substitution with the upper factor, by the reciprocal of each pivot.
+		for i := 3; i >= 0; i-- {
+			x[i][j] *= 1 / lu[i][i]
+			for k := 0; k < i; k++ {
+				x[k][j] = math.FMA(-x[i][j], lu[k][i], x[k][j])
 			}
 		}
 	}

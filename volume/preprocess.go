@@ -66,10 +66,11 @@ func InversionForGrid(dims [3]int, affine [4][4]float64, spacing float64) (*Inve
 }
 
 // Invert maps a label map on the preprocessed grid (x-fastest, PreprocessedDims) back to the
-// input grid and axis order with nearest-neighbour interpolation: each input voxel takes the
-// label at round(inv(A_pre) @ A_ras @ j) (j its RAS-ordered index), clamped to the grid, as
-// MONAI's inverse Spacingd then inverse Orientationd do. Exact .5 ties go to the even index;
-// MONAI's float noise may pick either side there.
+// input grid and axis order as MONAI's Invertd(nearest_interp=True) does: the inverse Spacingd
+// resamples the map with grid_sample's nearest mode at solve(A_pre, A_ras) @ j (j the input
+// voxel's RAS-ordered index) through the same torch arithmetic as the forward resampling
+// (gridsample.go), so a source coordinate that is k + 0.5 in exact arithmetic rounds to the
+// side MONAI's round-off puts it on; then the inverse Orientationd restores the stored order.
 func (inv *Inversion) Invert(labels []uint8) ([]uint8, error) {
 	pd := inv.Spacing.OutDims
 	if len(labels) != pd[0]*pd[1]*pd[2] {
@@ -81,39 +82,12 @@ func (inv *Inversion) Invert(labels []uint8) ([]uint8, error) {
 		unpermute(out, labels, o)
 		return out, nil
 	}
-	// The inverse SpatialResample samples the preprocessed map at solve(A_pre, A_ras) @ j.
 	m, err := solve4(inv.Spacing.OutAffine, o.OutAffine)
 	if err != nil {
 		return nil, fmt.Errorf("invert: preprocessed affine is singular")
 	}
+	src := view{dims: pd, st: [3]int{1, pd[0], pd[0] * pd[1]}}
 	off, st := o.strides()
-	d := o.OutDims
-	parallelSlices(d[2], func(k int) {
-		kf := float64(k)
-		for j := 0; j < d[1]; j++ {
-			jf := float64(j)
-			p := off + j*st[1] + k*st[2]
-			for i := 0; i < d[0]; i++ {
-				fi := float64(i)
-				x := nearest(m[0][0]*fi+m[0][1]*jf+m[0][2]*kf+m[0][3], pd[0])
-				y := nearest(m[1][0]*fi+m[1][1]*jf+m[1][2]*kf+m[1][3], pd[1])
-				z := nearest(m[2][0]*fi+m[2][1]*jf+m[2][2]*kf+m[2][3], pd[2])
-				out[p] = labels[x+pd[0]*(y+pd[1]*z)]
-				p += st[0]
-			}
-		}
-	})
+	newTorchGrid(m, src, o.OutDims).sampleNearest(o.OutDims, off, st, func(p, s int) { out[p] = labels[s] })
 	return out, nil
-}
-
-// nearest rounds a voxel coordinate and clamps it to [0, n-1] (padding "border").
-func nearest(x float64, n int) int {
-	r := math.RoundToEven(x)
-	if !(r > 0) {
-		return 0
-	}
-	if r >= float64(n-1) {
-		return n - 1
-	}
-	return int(r)
 }

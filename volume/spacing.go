@@ -159,11 +159,15 @@ func allClose(a, b [4][4]float64) bool {
 }
 
 // ResampleSpacing resamples a RAS-ordered volume to p x p x p mm exactly as MONAI Spacingd
-// (see planSpacing) with trilinear interpolation in float64 and border clamping. When the
-// short cut applies the result is a copy of v's data with the new affine.
+// (see planSpacing): trilinear interpolation in float64 with border clamping, at the sample
+// positions and with the sums torch computes (gridsample.go). When the short cut applies the
+// result is a copy of v's data with the new affine.
 func ResampleSpacing(v *Volume, p float64) (*Volume, SpacingInfo, error) {
 	if err := v.check(); err != nil {
 		return nil, SpacingInfo{}, fmt.Errorf("resample: %w", err)
+	}
+	if err := v.CheckFinite(); err != nil {
+		return nil, SpacingInfo{}, err
 	}
 	si, err := planSpacing(v.Dims, v.Affine, p)
 	if err != nil {
@@ -182,6 +186,6 @@ func resampleView(src view, si SpacingInfo) *Volume {
 		src.copyTo(out.Data)
 		return out
 	}
-	trilinear(out, src, si.VoxelMap)
+	newTorchGrid(si.VoxelMap, src, si.OutDims).sample(out, src)
 	return out
 }

@@ -1,6 +1,7 @@
 // Package volume reads and writes NIfTI volumes and reproduces the pre- and post-processing
 // of the MONAI wholeBody_ct_segmentation bundle: load as float32, reorient to RAS, resample to
-// an isotropic spacing (Spacingd, trilinear, float64), NormalizeIntensity(nonzero) +
+// an isotropic spacing (Spacingd, trilinear, float64, through torch's own arithmetic so that
+// the same voxels come out exactly zero: gridsample.go), NormalizeIntensity(nonzero) +
 // ScaleIntensity(-1, 1), and the nearest-neighbour inversion of a label map back onto the
 // input grid (Invertd). The rules and tolerances are those of shared/golden/pipeline/README.md.
 //
