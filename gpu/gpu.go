@@ -64,6 +64,10 @@ type Context struct {
 	Limits Limits
 	// Adapter describes the adapter for reports ("lavapipe (Vulkan, cpu)").
 	Adapter string
+	// Backend is the native API under WebGPU ("Vulkan", "Metal", "D3D12"; "" in a browser)
+	// and Software says the adapter is a CPU implementation (lavapipe, SwiftShader, WARP).
+	Backend  string
+	Software bool
 	// Timestamps says the device was created with timestamp queries (see Timing).
 	Timestamps bool
 

@@ -93,6 +93,7 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
 	ctx := gpu.New(dev, limits, name)
 	ctx.Timestamps = len(features) > 0
+	ctx.Backend, ctx.Software = info.BackendType.String(), info.AdapterType == wgpu.AdapterTypeCPU
 	return ctx, nil
 }
 

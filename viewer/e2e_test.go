@@ -687,13 +687,19 @@ func (c *consoleLog) lines() []string {
 }
 
 func startBrowser(t *testing.T, chromium, proxy string) (context.Context, *requestLog, *consoleLog) {
+	return startBrowserWith(t, chromium, proxy, true)
+}
+
+// startBrowserWith starts Chromium with WebGPU on its software adapter, or as it comes on
+// Linux (webgpu false): navigator.gpu exists but gives no adapter, as for most Linux users.
+func startBrowserWith(t *testing.T, chromium, proxy string, webgpu bool) (context.Context, *requestLog, *consoleLog) {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1600, 1000),
 		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("enable-unsafe-webgpu", true),
+		chromedp.Flag("enable-unsafe-webgpu", webgpu),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-domain-reliability", true),

@@ -19,6 +19,8 @@ type WriteOptions struct {
 	Description string // overrides Ref's description (at most 79 bytes are kept)
 	// GzipLevel for .nii.gz outputs (compress/gzip levels; 0 means the default level).
 	GzipLevel int
+	// Int16IfExact lets EncodeNIfTI store a volume of int16-exact values as int16.
+	Int16IfExact bool
 }
 
 // outHeader is what the writers put in a header.
@@ -191,32 +193,73 @@ func WriteNIfTI(path string, v *Volume, opt WriteOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := v.check(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	h := newOutHeader(v.Dims, v.Affine, opt)
-	h.datatype, h.bitpix = dtFloat32, 32
-	hb, err := h.headerBytes(opt.NIfTI2)
+	hb, i16, err := volumeHeader(v, opt)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return writeAtomic(path, gz, opt.GzipLevel, func(w io.Writer) error {
-		if _, err := w.Write(hb); err != nil {
-			return err
+	return writeAtomic(path, gz, opt.GzipLevel, func(w io.Writer) error { return writeVolumeData(w, v, hb, i16) })
+}
+
+// EncodeNIfTI writes the same file as WriteNIfTI to w (gzip-compressed when gz). With
+// opt.Int16IfExact, a volume whose every voxel is an integer that int16 holds (a CT in HU as
+// scanners store it) is written as int16, half the bytes, every value unchanged.
+func EncodeNIfTI(w io.Writer, gz bool, v *Volume, opt WriteOptions) error {
+	hb, i16, err := volumeHeader(v, opt)
+	if err != nil {
+		return err
+	}
+	return encodeStream(w, gz, opt.GzipLevel, func(w io.Writer) error { return writeVolumeData(w, v, hb, i16) })
+}
+
+// volumeHeader is the header of a volume file: float32, or int16 (i16) where opt allows and
+// every value fits exactly.
+func volumeHeader(v *Volume, opt WriteOptions) (hb []byte, i16 bool, err error) {
+	if err := v.check(); err != nil {
+		return nil, false, err
+	}
+	h := newOutHeader(v.Dims, v.Affine, opt)
+	h.datatype, h.bitpix = dtFloat32, 32
+	if i16 = opt.Int16IfExact && exactInt16(v.Data); i16 {
+		h.datatype, h.bitpix = dtInt16, 16
+	}
+	hb, err = h.headerBytes(opt.NIfTI2)
+	return hb, i16, err
+}
+
+func exactInt16(d []float32) bool {
+	for _, x := range d {
+		if x < math.MinInt16 || x > math.MaxInt16 || x != float32(int16(x)) {
+			return false
 		}
-		buf := make([]byte, 1<<20)
-		for off := 0; off < len(v.Data); {
-			n := min(len(buf)/4, len(v.Data)-off)
-			for i := 0; i < n; i++ {
+	}
+	return true
+}
+
+// writeVolumeData writes the header hb, then the voxels as int16 (i16) or float32.
+func writeVolumeData(w io.Writer, v *Volume, hb []byte, i16 bool) error {
+	if _, err := w.Write(hb); err != nil {
+		return err
+	}
+	size := 4
+	if i16 {
+		size = 2
+	}
+	buf := make([]byte, 1<<20)
+	for off := 0; off < len(v.Data); {
+		n := min(len(buf)/size, len(v.Data)-off)
+		for i := 0; i < n; i++ {
+			if i16 {
+				binary.LittleEndian.PutUint16(buf[2*i:], uint16(int16(v.Data[off+i])))
+			} else {
 				binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v.Data[off+i]))
 			}
-			if _, err := w.Write(buf[:4*n]); err != nil {
-				return err
-			}
-			off += n
 		}
-		return nil
-	})
+		if _, err := w.Write(buf[:size*n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
 
 // WriteLabels writes a uint8 label map on the grid (dims, affine) as .nii or .nii.gz: sform and

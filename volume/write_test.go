@@ -213,3 +213,44 @@ func TestWriteColorTable(t *testing.T) {
 		t.Errorf("too few colours accepted")
 	}
 }
+
+// TestEncodeNIfTIInt16IfExact: a CT of whole HU values goes out as int16 (half the bytes) and
+// reads back equal, with its float64 affine exact in NIfTI-2; one fractional or out-of-range
+// value keeps float32.
+func TestEncodeNIfTIInt16IfExact(t *testing.T) {
+	a := obliqueAffine()
+	a[0][3] = -100.123456789012 // not a float32
+	v := randomVolume([3]int{7, 5, 3}, a)
+	for i := range v.Data {
+		v.Data[i] = float32(math.Round(float64(v.Data[i])))
+	}
+	v.Data[0], v.Data[1] = -32768, 32767
+	for _, tc := range []struct {
+		name  string
+		set   float32 // written at voxel 2
+		bytes int     // of voxel data
+	}{{"whole HU", 12, 2}, {"a fraction", 0.5, 4}, {"beyond int16", 40000, 4}} {
+		w := *v
+		w.Data = append([]float32(nil), v.Data...)
+		w.Data[2] = tc.set
+		var b strings.Builder
+		if err := EncodeNIfTI(&b, false, &w, WriteOptions{NIfTI2: true, Int16IfExact: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Len() - 544; got != tc.bytes*len(w.Data) {
+			t.Errorf("%s: %d bytes of voxels, want %d", tc.name, got, tc.bytes*len(w.Data))
+		}
+		r, _, err := ParseNIfTI([]byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Affine != w.Affine {
+			t.Errorf("%s: affine %v, want %v", tc.name, r.Affine, w.Affine)
+		}
+		for i := range w.Data {
+			if r.Data[i] != w.Data[i] {
+				t.Fatalf("%s: voxel %d is %v, wrote %v", tc.name, i, r.Data[i], w.Data[i])
+			}
+		}
+	}
+}

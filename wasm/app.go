@@ -381,9 +381,10 @@ func statsList(st []volume.StructureStats) []any {
 	return list
 }
 
-// loadLabels(bytes: Uint8Array, name: string) takes a label map made earlier for the loaded CT
-// (by `ctseg segment`, or downloaded from this page): it is shown, measured and downloadable
-// as a run's result would be, without running the network again.
+// loadLabels(bytes: Uint8Array, name: string, spacing?: number) takes a label map made
+// earlier for the loaded CT (by `ctseg segment`, downloaded from this page, or a native run of
+// `ctseg app`, which gives its model spacing): it is shown, measured and downloadable as a
+// run's result would be, without running the network again.
 func loadLabels(args []js.Value) (any, error) {
 	done, err := claim()
 	if err != nil {
@@ -411,8 +412,12 @@ func loadLabels(args []js.Value) (any, error) {
 		return nil, &userError{"NotLabels", err.Error()}
 	}
 	st := volume.LabelStats(lab, ct, labels.Names)
+	spacing := 0.0 // unknown for a map made elsewhere; a native run of ctseg app says
+	if len(args) > 2 && args[2].Type() == js.TypeNumber {
+		spacing = args[2].Float()
+	}
 	state.mu.Lock()
-	state.result = &pipeline.Result{Labels: lab, Dims: ct.Dims, Affine: ct.Affine, Classes: labels.Count}
+	state.result = &pipeline.Result{Labels: lab, Dims: ct.Dims, Affine: ct.Affine, Classes: labels.Count, Spacing: spacing}
 	state.stats = st
 	state.mu.Unlock()
 	return map[string]any{"labels": uint8Array(lab), "stats": statsList(st)}, nil
@@ -600,6 +605,25 @@ func (c *jsChunks) flush() {
 		c.parts.Call("push", uint8Array(c.buf))
 		c.buf = c.buf[:0]
 	}
+}
+
+// ctNifti() encodes the loaded CT as a NIfTI-2 file (.nii, in pieces like dicomSeg's), for a
+// run on this computer's native GPU through `ctseg app`: the voxels as read (int16 where every
+// value is a whole number int16 holds, else float32), the affine in float64 so the native
+// side sees exactly the grid the page shows, and the header conventions of the input.
+func ctNifti(args []js.Value) (any, error) {
+	state.mu.Lock()
+	ct, header := state.ct, state.header
+	state.mu.Unlock()
+	if ct == nil {
+		return nil, errors.New("load a CT first")
+	}
+	w := &jsChunks{parts: js.Global().Get("Array").New()}
+	if err := volume.EncodeNIfTI(w, false, ct, volume.WriteOptions{NIfTI2: true, Ref: header, Int16IfExact: true}); err != nil {
+		return nil, err
+	}
+	w.flush()
+	return w.parts, nil
 }
 
 // statsCSV() is the statistics of the last result, as `ctseg segment --statistics` writes

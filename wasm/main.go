@@ -39,6 +39,7 @@ func main() {
 		"labelsNifti": asyncFunc(labelsNifti),
 		"statsCSV":    asyncFunc(statsCSV),
 		"dicomSeg":    asyncFunc(dicomSeg),
+		"ctNifti":     asyncFunc(ctNifti),
 		"labelTable":  js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
 	}
 	js.Global().Set("ctsegGo", js.ValueOf(api))

@@ -1,6 +1,8 @@
 // The page: inputs, the model, the run and its progress, the legend and the downloads. The
 // segmentation runs in worker.js (Go compiled to wasm, WebGPU); this thread only views. No
-// image or weight byte is sent anywhere: files are read here and handed to the worker.
+// image or weight byte is sent anywhere: files are read here and handed to the worker. The one
+// exception is the desktop app (`ctseg app`, which serves this page on 127.0.0.1): there the
+// user may run the network natively, and the CT goes to that local process, never further.
 import { Viewer, indexLabels, nearestVoxel } from './views.js';
 import { Render3D } from './render3d.js';
 
@@ -31,6 +33,8 @@ const app = {
   openingLabels: false,
   acceptNotCT: false,
   webgpu: null, // null: unknown, '' ok, else the message
+  native: null, // served by ctseg app with a session: {csrf, caps}
+  nativeJob: null, // the id of a native run in progress
 };
 
 const viewer = new Viewer({ axial: $('axial'), coronal: $('coronal'), sagittal: $('sagittal') }, showHover);
@@ -111,13 +115,14 @@ async function onWorkerExit(why) {
 
 // ---- WebGPU check ----------------------------------------------------------------------
 
+// checkWebGPU finds the browser's GPU; without one it says so, unless the desktop app can run
+// the network natively instead (reported by showNative).
 async function checkWebGPU() {
   const s = $('gpuStatus');
   if (!navigator.gpu) {
-    app.webgpu = `This browser has no WebGPU, which ctseg needs to run the network on your GPU. ${WEBGPU_BROWSERS} You can still look at CTs here.`;
+    app.webgpu = `This browser has no WebGPU, which ctseg needs to run the network on your GPU. ${WEBGPU_BROWSERS} The desktop app (ctseg app) runs it on this computer's GPU instead. You can still look at CTs here.`;
     s.textContent = 'No WebGPU in this browser';
     s.className = 'gpu bad';
-    message(app.webgpu, 'error');
     return;
   }
   let adapter = null;
@@ -126,7 +131,6 @@ async function checkWebGPU() {
     app.webgpu = 'WebGPU is present but gives no GPU adapter: hardware acceleration may be turned off in the browser settings, or the GPU driver is blocked (see chrome://gpu). ' + WEBGPU_BROWSERS;
     s.textContent = 'WebGPU: no adapter';
     s.className = 'gpu bad';
-    message(app.webgpu, 'error');
     return;
   }
   app.webgpu = '';
@@ -136,6 +140,133 @@ async function checkWebGPU() {
   s.textContent = `GPU: ${name}${adapter.isFallbackAdapter || ai.isFallbackAdapter ? ' (software, slow)' : ''} · max buffer ${mb(adapter.limits.maxBufferSize)}`;
   s.className = 'gpu ok';
   s.title = `maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`;
+}
+
+// ---- the desktop app: native runs ------------------------------------------------------
+
+// apiFetch is fetch for the app's own API; under ctseg app every API call carries the
+// session's CSRF token (the session cookie goes along by itself).
+function apiFetch(path, opts = {}) {
+  const headers = new Headers(opts.headers || {});
+  if (app.native) headers.set('X-CSRF-Token', app.native.csrf);
+  return fetch(path, { ...opts, headers, credentials: 'same-origin', cache: 'no-store' });
+}
+
+// detectNative asks whether ctseg app serves this page (with a session from its launch link),
+// and what its native side can run.
+async function detectNative() {
+  let r;
+  try { r = await fetch('api/session', { credentials: 'same-origin', cache: 'no-store' }); } catch (e) { return; }
+  if (r.status === 404) return; // ctseg serve, or a static host: this browser only
+  if (!r.ok) {
+    app.nativeMissing = 'This page was opened without its launch link, so it cannot use this computer\'s GPU: run ctseg app again (it opens the app with a new link).';
+    return;
+  }
+  const { csrf } = await r.json();
+  app.native = { csrf, caps: null };
+  const c = await apiFetch('api/capabilities');
+  if (!c.ok) { app.native = null; return; }
+  app.native.caps = await c.json();
+}
+
+function nativeLabel() {
+  const c = app.native.caps;
+  return c.device === 'cpu' ? `this computer's processor (native: ${c.adapter.name})` : `this computer's GPU (native: ${c.adapter.name})`;
+}
+
+// showNative offers "Run on" when ctseg app can run natively, defaulting to WebGPU where the
+// browser has it and to native where it does not.
+function showNative() {
+  if (!app.native) {
+    if (app.webgpu) message(app.nativeMissing || app.webgpu, 'error');
+    return;
+  }
+  $('runOn').hidden = false;
+  $('runOnNativeText').textContent = nativeLabel();
+  document.querySelector('.tagline').textContent = '104 structures from a CT, computed on this computer. Your images never leave it.';
+  $('runOnWebGPU').disabled = app.webgpu !== '';
+  if (app.webgpu) $('runOnWebGPUText').textContent = "this browser's GPU (WebGPU: not available here)";
+  (app.webgpu === '' ? $('runOnWebGPU') : $('runOnNative')).checked = true;
+  if (app.webgpu) {
+    const s = $('gpuStatus');
+    s.textContent = `No WebGPU in this browser · native: ${app.native.caps.adapter.name}`;
+    s.className = 'gpu ok';
+  }
+  for (const el of document.querySelectorAll('input[name=runOn]')) el.addEventListener('change', () => { showWeights(); updateRun(); });
+}
+
+const runsNative = () => !!app.native && $('runOnNative').checked;
+
+// nativeWeights is the native side's weight file for the chosen spacing, if it has one.
+function nativeWeights() {
+  const sp = +$('spacing').value;
+  return app.native.caps.weights.find((w) => w.spacing === sp);
+}
+
+// followEvents reads the job's Server-Sent Events (through fetch: EventSource cannot send the
+// CSRF header) until `done`, whose data it returns, or `error`, which it throws.
+async function followEvents(id) {
+  const r = await apiFetch(`api/jobs/${id}/events`);
+  if (!r.ok) throw named('NativeError', (await r.text()).trim());
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw named('NativeError', 'the connection to ctseg app ended before the run did (was it stopped?)');
+    buf += value;
+    let k;
+    while ((k = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, k);
+      buf = buf.slice(k + 2);
+      let event = 'message', data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).trim();
+      }
+      if (event === 'progress') {
+        const p = JSON.parse(data);
+        if (p.stage === 'windows') onProgress(p.done, p.total);
+        else $('progressText').textContent = p.stage === 'writing' ? 'Writing the labels on this computer…' : `Resampling to ${$('spacing').value} mm on this computer…`;
+      } else if (event === 'done') {
+        reader.cancel();
+        return JSON.parse(data);
+      } else if (event === 'error') {
+        reader.cancel();
+        throw named(data === 'cancelled' ? 'Cancelled' : 'NativeError', data);
+      }
+    }
+  }
+}
+
+function named(name, text) {
+  return Object.assign(new Error(text), { name });
+}
+
+// runNative sends the CT the page decoded (as NIfTI) to ctseg app, which runs pipeline.Segment
+// as `ctseg segment` does; the labels come back and are shown, measured and offered for
+// download as a browser run's are. The job is deleted on the native side once its labels are here.
+async function runNative(t0) {
+  const spacing = +$('spacing').value, precision = $('precision').value;
+  $('progressText').textContent = 'Sending the CT to ctseg on this computer…';
+  const parts = await call('ctNifti', {});
+  const r = await apiFetch(`api/jobs?spacing=${spacing}&precision=${precision}`, { method: 'POST', body: new Blob(parts) });
+  if (!r.ok) throw named('NativeError', (await r.text()).trim());
+  const id = (await r.json()).id;
+  app.nativeJob = id;
+  try {
+    const d = await followEvents(id);
+    const lr = await apiFetch(`api/jobs/${id}/labels.nii.gz`);
+    if (!lr.ok) throw named('NativeError', (await lr.text()).trim());
+    const bytes = await lr.arrayBuffer();
+    const res = await call('loadLabels', { bytes, name: 'the native run', spacing }, [bytes]);
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    const dev = app.native.caps.adapter.name;
+    $('progressText').textContent = `Done: ${d.windows} windows in ${secs} s on ${dev} (native)${testROI ? ` (test window ${testROI})` : ''}.`;
+    showResult(res, `${res.stats.length} structures found · ${spacing} mm model, ${precision} · ${secs} s · native: ${dev}`);
+  } finally {
+    app.nativeJob = null;
+    apiFetch(`api/jobs/${id}`, { method: 'DELETE' }).catch(() => {}); // nothing stays there
+  }
 }
 
 // ---- CT --------------------------------------------------------------------------------
@@ -333,6 +464,16 @@ async function loadWeights(source, name, from, spacing) {
 
 function showWeights() {
   const w = app.weights;
+  if (runsNative()) {
+    const nw = nativeWeights();
+    const have = app.native.caps.weights.map((x) => `${x.spacing} mm (${x.name})`).join(', ') || 'none';
+    $('weightsInfo').textContent = nw
+      ? `Native runs use this computer's ${nw.name} for ${nw.spacing} mm.`
+      : `This computer has no weights for the ${$('spacing').value} mm model (it has: ${have}). Run ctseg weights fetch, or start ctseg app with --weights-dir.`;
+    $('getWeights').hidden = true;
+    $('forgetWeights').hidden = !w;
+    return;
+  }
   if (!w) {
     $('weightsInfo').textContent = 'No weights yet.';
     $('getWeights').hidden = false;
@@ -355,6 +496,7 @@ $('weightsFile').addEventListener('change', (ev) => {
 
 $('spacing').addEventListener('change', async () => {
   showWeights();
+  updateRun();
   if (!app.weights) return;
   try {
     const rec = await db.get();
@@ -371,7 +513,7 @@ $('forgetWeights').addEventListener('click', async () => {
 async function serverWeights() {
   let list = [];
   try {
-    const r = await fetch('api/weights');
+    const r = await apiFetch('api/weights');
     if (r.ok) list = await r.json();
   } catch (e) { /* no list: the server offers none */ }
   const box = $('serverWeights');
@@ -394,12 +536,24 @@ async function serverWeights() {
 // ---- run -------------------------------------------------------------------------------
 
 function updateRun() {
-  const ok = app.ct && app.weights && !app.running && !app.openingLabels && app.webgpu === '' && (!app.ct.info.notCT || app.acceptNotCT);
+  const native = runsNative();
+  const model = native ? !!nativeWeights() : app.weights && app.webgpu === '';
+  const ok = app.ct && model && !app.running && !app.openingLabels && (!app.ct.info.notCT || app.acceptNotCT);
   $('runBtn').disabled = !ok;
-  $('tuneBtn').disabled = !(app.weights && !app.running && app.webgpu === '');
+  $('tuneBtn').disabled = !(app.weights && !app.running && app.webgpu === '' && !native);
+  for (const el of document.querySelectorAll('input[name=runOn]')) el.disabled = app.running || (el.value === 'webgpu' && app.webgpu !== '');
+  if (native) {
+    const precs = app.native.caps.precisions;
+    for (const o of $('precision').options) o.disabled = !precs.includes(o.value);
+    if (!precs.includes($('precision').value)) $('precision').value = precs[0];
+  } else {
+    for (const o of $('precision').options) o.disabled = false;
+  }
   $('labelsFile').disabled = !app.ct || app.running || app.openingLabels;
   $('labelsOpen').classList.toggle('disabled', $('labelsFile').disabled);
-  $('runBtn').title = app.webgpu ? app.webgpu : !app.ct ? 'Load a CT first' : !app.weights ? 'Choose the weights first' : '';
+  $('runBtn').title = !app.ct ? 'Load a CT first'
+    : native ? (nativeWeights() ? '' : `This computer has no weights for the ${$('spacing').value} mm model`)
+      : app.webgpu ? app.webgpu : !app.weights ? 'Choose the weights first' : '';
 }
 
 let progressT0 = 0, progressD0 = 0;
@@ -435,6 +589,19 @@ async function run() {
   $('progressText').textContent = 'Starting…';
   delete $('progressText').dataset.done;
   const t0 = performance.now();
+  if (runsNative()) {
+    try {
+      await runNative(t0);
+      setState('done');
+    } catch (e) {
+      runFailed(e);
+    } finally {
+      app.running = false;
+      $('cancelBtn').hidden = true;
+      updateRun();
+    }
+    return;
+  }
   try {
     const fault = testFaults.shift();
     const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
@@ -539,6 +706,9 @@ function runFailed(e) {
     case 'GPUTooSmall':
       message(e.message, 'error', ['retry', 'lowres']);
       break;
+    case 'NativeError':
+      message(`The run on this computer failed: ${e.message}. The CT is still loaded: you can retry.`, 'error', ['retry']);
+      break;
     default:
       message(`${e.message}. The CT and the model are still loaded: you can retry, or try the 3 mm model.`, 'error', ['retry', 'lowres']);
   }
@@ -559,7 +729,8 @@ $('anywayBtn').addEventListener('click', () => {
   updateRun();
 });
 $('cancelBtn').addEventListener('click', () => {
-  app.worker.postMessage({ op: 'cancel' });
+  if (app.nativeJob) apiFetch(`api/jobs/${app.nativeJob}`, { method: 'DELETE' }).catch(() => {});
+  else app.worker.postMessage({ op: 'cancel' });
   $('progressText').textContent = 'Cancelling after the current window…';
 });
 
@@ -698,7 +869,8 @@ function jumpTo(label) {
 
 async function init() {
   startWorker();
-  const [table] = await Promise.all([call('labelTable', {}), checkWebGPU()]);
+  const [table] = await Promise.all([call('labelTable', {}), checkWebGPU(), detectNative()]);
+  showNative();
   app.names = table.names;
   app.colors = table.colors;
   viewer.setColors(table.colors);

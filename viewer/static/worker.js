@@ -126,7 +126,7 @@ const ops = {
     return v.hu ? [v, [v.hu.buffer]] : [v]; // without hu: a list of series to choose from
   },
   async loadLabels(m) {
-    const v = await ctsegGo.loadLabels(new Uint8Array(m.bytes), m.name);
+    const v = await ctsegGo.loadLabels(new Uint8Array(m.bytes), m.name, m.spacing);
     return [v, [v.labels.buffer]];
   },
   async loadWeights(m) {
@@ -194,6 +194,10 @@ const ops = {
   async dicomSeg() {
     const r = await ctsegGo.dicomSeg();
     return [r, r.parts.map((p) => p.buffer)];
+  },
+  async ctNifti() {
+    const parts = await ctsegGo.ctNifti();
+    return [parts, parts.map((p) => p.buffer)];
   },
 };
 

@@ -1,0 +1,310 @@
+//go:build !js
+
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"ctseg/gpu"
+	"ctseg/labels"
+	"ctseg/model"
+	"ctseg/native/desktop"
+	"ctseg/pipeline"
+	"ctseg/viewer"
+	"ctseg/volume"
+	"ctseg/weights/cache"
+)
+
+func init() {
+	register("app", "the desktop app: the page in your browser, the network on this computer's GPU when the browser cannot", runApp)
+}
+
+func runApp(env *Env, args []string) error {
+	fs := newFlags(env, "app", "[--no-open] [--device gpu|cpu] [--precision f16|f32] [--weights-dir DIR]")
+	noOpen := fs.Bool("no-open", false, "do not open a browser: print the launch URL as the first line of stdout")
+	device := fs.String("device", "gpu", "where native runs compute: gpu (this computer's GPU) or cpu")
+	precision := fs.String("precision", "f16", "GPU storage of native runs the page does not choose: f16 (as the bundle) or f32")
+	wdir := fs.String("weights-dir", "", "directory of weight files: the page may load them, and native runs use model.pt (1.5 mm) and model_lowres.pt (3 mm) from it (default: the weights cache, see ctseg weights)")
+	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on (port 0: a free one)")
+	maxMB := fs.Int64("max-upload-mb", desktop.DefaultMaxUpload>>20, "largest CT a native run takes, in MiB")
+	verbose := fs.Bool("verbose", false, "print the adapter and each native run (never a patient's data)")
+	roi := fs.Int("roi", 96, "sliding-window size of native runs (the bundle's 96; smaller only for tests)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *device != "gpu" && *device != "cpu" {
+		return fmt.Errorf("--device %q: want gpu or cpu", *device)
+	}
+	f16, err := parsePrecision(*precision)
+	if err != nil {
+		return err
+	}
+	if *roi <= 0 || *roi%8 != 0 {
+		return fmt.Errorf("--roi %d: must be a positive multiple of 8", *roi)
+	}
+	if *maxMB <= 0 {
+		return fmt.Errorf("--max-upload-mb %d: must be positive", *maxMB)
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", *addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return fmt.Errorf("--addr %s: the app listens only on 127.0.0.1 (its API would be open to the network; `ctseg serve` shares the page alone)", *addr)
+	}
+	if err := viewer.CheckWasm(); err != nil {
+		return err
+	}
+	dir, err := desktop.RuntimeDir()
+	if err != nil {
+		return err
+	}
+	// Ctrl-C and SIGTERM stop the app cleanly from here on (the runtime file is removed).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *addr, err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	me := desktop.Instance{PID: os.Getpid(), Port: port, Secret: randomSecret()}
+	other, release, err := desktop.Claim(dir, me)
+	if errors.Is(err, desktop.ErrRunning) {
+		ln.Close()
+		return openRunning(env, dir, *other, *noOpen)
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	wopt := model.DefaultWindowOptions()
+	wopt.ROI = [3]int{*roi, *roi, *roi}
+	runner := &appRunner{env: env, weightsDir: *wdir, window: wopt, verbose: *verbose, defaultF16: f16, nets: map[string]*model.Net{}}
+	if *device == "gpu" {
+		if runner.ctx, err = openGPU(env, *verbose); err != nil {
+			return fmt.Errorf("%w (ctseg app --device cpu computes on the processor instead, slowly)", err)
+		}
+	}
+	srv := desktop.New(desktop.Options{Port: port, Instance: me.Secret, MaxUpload: *maxMB << 20, Runner: runner})
+	defer srv.Close()
+	defer runner.release()
+	vopt := viewer.Options{WeightsDir: *wdir, LoopbackOnly: true}
+	if *wdir == "" {
+		vopt.Cached = cachedWeights(env)
+	}
+	page, err := viewer.NewHandler(vopt)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(page), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+
+	launch := desktop.LaunchURL(port, srv.LaunchToken())
+	if *noOpen {
+		fmt.Fprintln(env.Stdout, launch)
+	} else {
+		cleanup, err := desktop.OpenBrowser(dir, launch)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "ctseg app: %v\n", err)
+			fmt.Fprintln(env.Stdout, launch)
+		} else {
+			defer cleanup()
+			fmt.Fprintf(env.Stdout, "ctseg app: opened http://127.0.0.1:%d/ in your browser\n", port)
+		}
+	}
+	fmt.Fprintf(env.Stderr, "ctseg app: native runs on %s; listening on 127.0.0.1:%d only; Ctrl-C to stop\n", runner.deviceName(), port)
+
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	// A running job stops after its current window; streams end; nothing is kept.
+	srv.Close()
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "ctseg app: stopped")
+	return nil
+}
+
+// openRunning opens the user's running app (another `ctseg app`) in the browser, or prints its
+// launch URL, with a launch token it hands out for the secret of the runtime file.
+func openRunning(env *Env, dir string, in desktop.Instance, noOpen bool) error {
+	token, err := desktop.RequestToken(in)
+	if err != nil {
+		return fmt.Errorf("ctseg app is already running (pid %d) but did not answer: %w", in.PID, err)
+	}
+	launch := desktop.LaunchURL(in.Port, token)
+	if noOpen {
+		fmt.Fprintln(env.Stdout, launch)
+		fmt.Fprintf(env.Stderr, "ctseg app: already running (pid %d, port %d)\n", in.PID, in.Port)
+		return nil
+	}
+	if _, err := desktop.OpenBrowser(dir, launch); err != nil {
+		// the page file stays for the browser to read; the token works once
+		fmt.Fprintln(env.Stdout, launch)
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "ctseg app: already running (pid %d); opened it in your browser\n", in.PID)
+	return nil
+}
+
+func randomSecret() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+// appRunner runs the page's native jobs with `ctseg segment`'s pieces: the same weights
+// resolution (or --weights-dir's bundle files), network, tuned tiles and pipeline.Segment.
+type appRunner struct {
+	env        *Env
+	ctx        *gpu.Context // nil: the CPU path
+	weightsDir string
+	window     model.WindowOptions
+	verbose    bool
+	defaultF16 bool
+
+	mu   sync.Mutex
+	nets map[string]*model.Net // by weight file
+	gnet *model.GPUNet         // built for gkey; rebuilt when a run needs other weights or precision
+	gkey string
+}
+
+func (a *appRunner) deviceName() string {
+	if a.ctx == nil {
+		return "the CPU"
+	}
+	return a.ctx.Adapter
+}
+
+// weightsFor finds the weight file for a spacing: in --weights-dir the bundle's names (or the
+// names NVIDIA publishes them under), else the weights cache.
+func (a *appRunner) weightsFor(spacing float64, f16 bool) (string, error) {
+	v, err := cache.Official().Lookup(fmt.Sprint(spacing))
+	if err != nil {
+		return "", err
+	}
+	if a.weightsDir == "" {
+		return resolveWeights("", spacing, precisionName(f16))
+	}
+	bundle := map[string]string{"1.5mm": "model.pt", "3mm": "model_lowres.pt"}[v.Name]
+	names := []string{bundle, v.DownloadName, v.Name + "-" + precisionName(f16) + ".safetensors", v.Name + "-f32.safetensors"}
+	for _, n := range names {
+		p := filepath.Join(a.weightsDir, n)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no weights for the %v mm model in %s (looked for %s)", spacing, a.weightsDir, strings.Join(names, ", "))
+}
+
+func (a *appRunner) Capabilities() desktop.Capabilities {
+	c := desktop.Capabilities{Device: "cpu", Adapter: desktop.Adapter{Name: "this computer's processor (ctseg's CPU path)", Backend: "cpu"}, Precisions: []string{"f32"}, Weights: []desktop.WeightVariant{}}
+	if a.ctx != nil {
+		c.Device = "gpu"
+		c.Adapter = desktop.Adapter{Name: a.ctx.Adapter, Backend: strings.ToLower(a.ctx.Backend), Software: a.ctx.Software}
+		c.Precisions = []string{"f16", "f32"}
+		if !a.defaultF16 {
+			c.Precisions = []string{"f32", "f16"}
+		}
+	}
+	for _, sp := range []float64{1.5, 3} {
+		if p, err := a.weightsFor(sp, a.defaultF16); err == nil {
+			c.Weights = append(c.Weights, desktop.WeightVariant{Spacing: sp, Name: filepath.Base(p)})
+		}
+	}
+	sort.Slice(c.Weights, func(i, j int) bool { return c.Weights[i].Spacing < c.Weights[j].Spacing })
+	return c
+}
+
+func (a *appRunner) Check(spacing float64, f16 bool) error {
+	_, err := a.weightsFor(spacing, f16)
+	return err
+}
+
+// net loads (once) the network of a weight file.
+func (a *appRunner) net(spacing float64, f16 bool) (*model.Net, string, error) {
+	path, err := a.weightsFor(spacing, f16)
+	if err != nil {
+		return nil, "", err
+	}
+	if n, ok := a.nets[path]; ok {
+		return n, path, nil
+	}
+	n, err := loadNet(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if n.Cfg.OutChannels > labels.Count {
+		return nil, "", fmt.Errorf("weights %s have %d classes; the label map has %d", path, n.Cfg.OutChannels, labels.Count)
+	}
+	a.nets[path] = n
+	return n, path, nil
+}
+
+func (a *appRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progress func(done, total int), cancelled func() bool) (*pipeline.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	net, key, err := a.net(spacing, f16)
+	if err != nil {
+		return nil, err
+	}
+	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled}
+	if a.ctx != nil {
+		opt.GPU = a.ctx
+		opt.ConvTiles = tunedTiles(a.env, a.ctx, f16, a.window.ROI, a.verbose)
+		key += "|" + precisionName(f16)
+		if a.gnet == nil || a.gkey != key {
+			a.releaseGPU()
+			if a.gnet, err = pipeline.NewGPUNet(net, opt); err != nil {
+				return nil, err
+			}
+			a.gkey = key
+		}
+		opt.Net = a.gnet
+	} else {
+		opt.F16 = false // the CPU path computes in f32
+	}
+	start := time.Now()
+	res, err := pipeline.Segment(ct, net, opt)
+	if a.verbose && err == nil {
+		fmt.Fprintf(a.env.Stderr, "ctseg app: native run: %d windows at %v mm in %.1f s\n", res.Windows, spacing, time.Since(start).Seconds())
+	}
+	return res, err
+}
+
+func (a *appRunner) releaseGPU() {
+	if a.gnet != nil {
+		a.gnet.Release()
+		a.gnet, a.gkey = nil, ""
+	}
+}
+
+func (a *appRunner) release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.releaseGPU()
+}

@@ -1,0 +1,366 @@
+//go:build !js
+
+package desktop
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"ctseg/pipeline"
+	"ctseg/volume"
+)
+
+// Capabilities is GET /api/capabilities: what a native run offers.
+type Capabilities struct {
+	Device  string  `json:"device"` // "gpu" or "cpu"
+	Adapter Adapter `json:"adapter"`
+	// Weights lists the model spacings this computer has weights for.
+	Weights        []WeightVariant `json:"weights"`
+	Precisions     []string        `json:"precisions"`
+	MaxUploadBytes int64           `json:"maxUploadBytes"`
+}
+
+// Adapter names the native GPU adapter (or the CPU).
+type Adapter struct {
+	Name     string `json:"name"`
+	Backend  string `json:"backend"` // vulkan, metal, dx12, gl, cpu
+	Software bool   `json:"software"`
+}
+
+// WeightVariant is one model the native side can run.
+type WeightVariant struct {
+	Spacing float64 `json:"spacing"`
+	Name    string  `json:"name"` // the weight file's name
+}
+
+// Runner segments a CT as `ctseg segment` does: the same pipeline.Segment, weights and device.
+type Runner interface {
+	Capabilities() Capabilities
+	// Check refuses, before anything is read, a run the runner cannot do (no weights for the
+	// spacing, a precision the device lacks). The error is for the user, one line.
+	Check(spacing float64, f16 bool) error
+	// Segment runs the pipeline on ct; progress reports windows done, cancelled is polled
+	// between windows.
+	Segment(ct *volume.Volume, spacing float64, f16 bool, progress func(done, total int), cancelled func() bool) (*pipeline.Result, error)
+}
+
+// Progress is the data of an `event: progress`.
+type Progress struct {
+	Stage string `json:"stage"` // preprocessing, windows, writing
+	Done  int    `json:"done"`  // windows done
+	Total int    `json:"total"` // windows in all (0 until known)
+}
+
+// job is one segmentation: the CT while it runs, the outputs once done.
+type job struct {
+	id string
+
+	mu       sync.Mutex
+	progress Progress
+	state    string // running, done, failed
+	errMsg   string // one line, for failed
+	summary  map[string]any
+	labels   []byte // labels.nii.gz
+	stats    []byte // stats.csv
+	changed  chan struct{}
+	cancel   bool
+	stopped  chan struct{} // closed when the run's goroutine has returned
+}
+
+// update changes the job under its lock and wakes the event streams.
+func (j *job) update(f func()) {
+	j.mu.Lock()
+	f()
+	close(j.changed)
+	j.changed = make(chan struct{})
+	j.mu.Unlock()
+}
+
+func (j *job) cancelled() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.cancel
+}
+
+// jobs holds the one job the API knows (a finished one stays until the next POST or a DELETE)
+// and the one whose run may still be stopping, so a new run never overlaps it on the GPU.
+type jobs struct {
+	mu      sync.Mutex
+	current *job
+	running *job
+}
+
+func (js *jobs) get(id string) *job {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if js.current != nil && js.current.id == id {
+		return js.current
+	}
+	return nil
+}
+
+func (js *jobs) cancelAll() {
+	js.mu.Lock()
+	r := js.running
+	js.current = nil
+	js.mu.Unlock()
+	if r != nil {
+		r.update(func() { r.cancel = true })
+		<-r.stopped
+	}
+}
+
+var errBusy = errors.New("a segmentation is already running: wait for it, or cancel it with DELETE /api/jobs/ID")
+
+func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/jobs"), "/")
+	if rest == "" {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s.postJob(w, r)
+		return
+	}
+	id, what, _ := strings.Cut(rest, "/")
+	j := s.jobs.get(id)
+	if j == nil {
+		http.Error(w, "no such job", http.StatusNotFound)
+		return
+	}
+	switch {
+	case what == "" && r.Method == http.MethodDelete:
+		s.deleteJob(w, j)
+	case what == "events" && r.Method == http.MethodGet:
+		s.events(w, r, j)
+	case (what == "labels.nii.gz" || what == "stats.csv") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		j.mu.Lock()
+		state, b := j.state, j.labels
+		if what == "stats.csv" {
+			b = j.stats
+		}
+		j.mu.Unlock()
+		if state != "done" {
+			http.Error(w, "the job has not finished", http.StatusConflict)
+			return
+		}
+		ctype := "application/gzip"
+		if what == "stats.csv" {
+			ctype = "text/csv; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", what))
+		http.ServeContent(w, r, what, time.Time{}, bytes.NewReader(b))
+	default:
+		http.Error(w, "not found", http.StatusNotFound)
+	}
+}
+
+// postJob reads the CT of the body, checks what `ctseg segment` would check before running, and
+// starts the run. The CT is parsed with every length checked against the bytes received before
+// anything is allocated for it.
+func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Runner == nil {
+		http.Error(w, "this server runs no segmentations", http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	spacing := 1.5
+	if v := q.Get("spacing"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || (f != 1.5 && f != 3) {
+			http.Error(w, fmt.Sprintf("spacing %q: the bundle's models use 1.5 or 3", v), http.StatusBadRequest)
+			return
+		}
+		spacing = f
+	}
+	f16 := true
+	switch q.Get("precision") {
+	case "", "f16":
+	case "f32":
+		f16 = false
+	default:
+		http.Error(w, fmt.Sprintf("precision %q: want f16 or f32", q.Get("precision")), http.StatusBadRequest)
+		return
+	}
+	if err := s.opt.Runner.Check(spacing, f16); err != nil {
+		http.Error(w, oneLine(err), http.StatusServiceUnavailable)
+		return
+	}
+	if s.busy() {
+		http.Error(w, errBusy.Error(), http.StatusConflict)
+		return
+	}
+	if r.ContentLength > s.opt.MaxUpload {
+		http.Error(w, fmt.Sprintf("the CT is %d bytes; this server takes at most %d (ctseg app --max-upload)", r.ContentLength, s.opt.MaxUpload), http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxUpload))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("the CT is larger than the %d bytes this server takes (ctseg app --max-upload)", s.opt.MaxUpload), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading the request: "+oneLine(err), http.StatusBadRequest)
+		return
+	}
+	ct, hdr, err := volume.ParseNIfTI(body)
+	body = nil
+	if err != nil {
+		// the words `ctseg segment` uses for a file, the body in the file's place
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
+		http.Error(w, oneLine(fmt.Errorf("read NIfTI request body: %w", err)), http.StatusBadRequest)
+		return
+	}
+	// What Preprocess refuses (non-finite values, a singular affine, a grid beyond the limit)
+	// is refused here, before the run, with the message ctseg segment gives.
+	if err := ct.CheckFinite(); err != nil {
+		http.Error(w, oneLine(err), http.StatusBadRequest)
+		return
+	}
+	if _, err := volume.InversionForGrid(ct.Dims, ct.Affine, spacing); err != nil {
+		http.Error(w, oneLine(err), http.StatusBadRequest)
+		return
+	}
+	j := &job{id: randomHex(16), state: "running", progress: Progress{Stage: "preprocessing"}, changed: make(chan struct{}), stopped: make(chan struct{})}
+	s.jobs.mu.Lock()
+	if s.jobs.running != nil { // another POST won the race
+		s.jobs.mu.Unlock()
+		http.Error(w, errBusy.Error(), http.StatusConflict)
+		return
+	}
+	s.jobs.current, s.jobs.running = j, j
+	s.jobs.mu.Unlock()
+	go s.run(j, ct, hdr, spacing, f16)
+	writeJSON(w, map[string]string{"id": j.id})
+}
+
+func (s *Server) busy() bool {
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	return s.jobs.running != nil
+}
+
+// run segments ct and keeps the outputs `ctseg segment --output L.nii.gz --stats S.csv` writes:
+// the same label file options and statistics.
+func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing float64, f16 bool) {
+	start := time.Now()
+	defer func() {
+		s.jobs.mu.Lock()
+		s.jobs.running = nil
+		s.jobs.mu.Unlock()
+		close(j.stopped)
+	}()
+	fail := func(msg string) { j.update(func() { j.state, j.errMsg = "failed", msg }) }
+	defer func() {
+		if r := recover(); r != nil { // a bug reaches the page as one line, the app stays up
+			fail(fmt.Sprintf("internal error: %v", r))
+		}
+	}()
+	res, err := s.opt.Runner.Segment(ct, spacing, f16,
+		func(done, total int) {
+			j.update(func() { j.progress = Progress{Stage: "windows", Done: done, Total: total} })
+		}, j.cancelled)
+	if errors.Is(err, pipeline.ErrCancelled) || (err == nil && j.cancelled()) {
+		fail("cancelled")
+		return
+	}
+	if err != nil {
+		fail(oneLine(err))
+		return
+	}
+	j.update(func() { j.progress.Stage = "writing" })
+	lopt := pipeline.LabelFileOptions(res.Classes, hdr) // the input's header conventions
+
+	var lb, sb bytes.Buffer
+	if err := volume.EncodeLabels(&lb, true, res.Dims, res.Affine, res.Labels, lopt); err != nil {
+		fail(oneLine(err))
+		return
+	}
+	st := volume.LabelStats(res.Labels, ct, lopt.Names)
+	if err := volume.WriteStatsCSV(&sb, st); err != nil {
+		fail(oneLine(err))
+		return
+	}
+	found := 0
+	for _, x := range st {
+		if x.Voxels > 0 && x.Label > 0 {
+			found++
+		}
+	}
+	j.update(func() {
+		j.state, j.labels, j.stats = "done", lb.Bytes(), sb.Bytes()
+		j.summary = map[string]any{"windows": res.Windows, "seconds": time.Since(start).Seconds(), "structures": found, "spacing": spacing}
+	})
+}
+
+// deleteJob cancels a running job (it stops after the current window) and forgets the job.
+func (s *Server) deleteJob(w http.ResponseWriter, j *job) {
+	j.update(func() { j.cancel = true })
+	s.jobs.mu.Lock()
+	if s.jobs.current == j {
+		s.jobs.current = nil
+	}
+	s.jobs.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// events streams the job's progress as Server-Sent Events, then `done` or `error`, and ends.
+// A stream opened late starts with the current state.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, j *job) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	var last Progress
+	sent := false
+	for {
+		j.mu.Lock()
+		p, state, msg, sum, ch := j.progress, j.state, j.errMsg, j.summary, j.changed
+		j.mu.Unlock()
+		if !sent || p != last {
+			b, _ := json.Marshal(p)
+			fmt.Fprintf(w, "event: progress\ndata: %s\n\n", b)
+			last, sent = p, true
+		}
+		switch state {
+		case "done":
+			b, _ := json.Marshal(sum)
+			fmt.Fprintf(w, "event: done\ndata: %s\n\n", b)
+			fl.Flush()
+			return
+		case "failed":
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
+			fl.Flush()
+			return
+		}
+		fl.Flush()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// oneLine is an error as one line of text (SSE data and HTTP bodies hold no line breaks).
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
