@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"ctseg/internal/shared"
+	"ctseg/native/desktop"
 	"ctseg/volume"
 )
 
@@ -328,7 +329,7 @@ func TestDesktopAppInstances(t *testing.T) {
 	bin := buildApp(t, root)
 	rt := t.TempDir()
 	env := append(os.Environ(), "CTSEG_RUNTIME_DIR="+rt)
-	runtimeFile := filepath.Join(rt, "app.json")
+	runtimeFile := desktop.RuntimeFile(rt)
 
 	start := func() (*exec.Cmd, string) {
 		cmd := exec.Command(bin, "app", "--no-open", "--device", "cpu")
@@ -358,7 +359,7 @@ func TestDesktopAppInstances(t *testing.T) {
 	require.Equal(t, portA, portOf(t, firstLine(out)), "the second app hands over the first")
 	require.NotEqual(t, urlA, firstLine(out), "with a new token")
 
-	// Killed: the runtime file stays, naming a dead process.
+	// Killed: the runtime file stays, naming a dead process (whose lock the system released).
 	require.NoError(t, a.Process.Kill())
 	a.Wait()
 	_, err = os.Stat(runtimeFile)

@@ -4,14 +4,14 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +25,6 @@ import (
 	"ctseg/pipeline"
 	"ctseg/viewer"
 	"ctseg/volume"
-	"ctseg/weights/cache"
 )
 
 func init() {
@@ -38,7 +37,7 @@ func runApp(env *Env, args []string) error {
 	device := fs.String("device", "gpu", "where native runs compute: gpu (this computer's GPU) or cpu")
 	precision := fs.String("precision", "f16", "GPU storage of native runs the page does not choose: f16 (as the bundle) or f32")
 	wdir := fs.String("weights-dir", "", "directory of weight files: the page may load them, and native runs use model.pt (1.5 mm) and model_lowres.pt (3 mm) from it (default: the weights cache, see ctseg weights)")
-	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on (port 0: a free one)")
+	addr := fs.String("addr", "127.0.0.1:0", "address to listen on: 127.0.0.1 and a port (0: a free one)")
 	maxMB := fs.Int64("max-upload-mb", desktop.DefaultMaxUpload>>20, "largest CT a native run takes, in MiB")
 	verbose := fs.Bool("verbose", false, "print the adapter and each native run (never a patient's data)")
 	roi := fs.Int("roi", 96, "sliding-window size of native runs (the bundle's 96; smaller only for tests)")
@@ -62,8 +61,10 @@ func runApp(env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--addr %q: %w", *addr, err)
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-		return fmt.Errorf("--addr %s: the app listens only on 127.0.0.1 (its API would be open to the network; `ctseg serve` shares the page alone)", *addr)
+	if ip := net.ParseIP(host); ip == nil || !ip.Equal(net.IPv4(127, 0, 0, 1)) {
+		// Another loopback address would not match the Host allow-list or the launch URL; any
+		// other address would open the API to the network (`ctseg serve` shares the page alone).
+		return fmt.Errorf("--addr %s: the app listens only on 127.0.0.1", *addr)
 	}
 	if err := viewer.CheckWasm(); err != nil {
 		return err
@@ -82,11 +83,14 @@ func runApp(env *Env, args []string) error {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	me := desktop.Instance{PID: os.Getpid(), Port: port, Secret: randomSecret()}
-	other, release, err := desktop.Claim(dir, me)
+	me := desktop.Instance{PID: os.Getpid(), Port: port, Secret: desktop.NewSecret()}
+	release, other, token, err := desktop.Claim(dir, me)
 	if errors.Is(err, desktop.ErrRunning) {
 		ln.Close()
-		return openRunning(env, dir, *other, *noOpen)
+		if setFlags(fs, "no-open") != "" {
+			fmt.Fprintf(env.Stderr, "ctseg app: the running app (pid %d) keeps its own settings; %s ignored (stop it first to change them)\n", other.PID, setFlags(fs, "no-open"))
+		}
+		return openRunning(env, dir, *other, token, *noOpen)
 	}
 	if err != nil {
 		return err
@@ -106,28 +110,18 @@ func runApp(env *Env, args []string) error {
 	defer runner.release()
 	vopt := viewer.Options{WeightsDir: *wdir, LoopbackOnly: true}
 	if *wdir == "" {
-		vopt.Cached = cachedWeights(env)
+		vopt.Cached = cachedWeights(env, "app")
 	}
 	page, err := viewer.NewHandler(vopt)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(page), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	hs := newHTTPServer(srv.Handler(page))
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 
-	launch := desktop.LaunchURL(port, srv.LaunchToken())
-	if *noOpen {
-		fmt.Fprintln(env.Stdout, launch)
-	} else {
-		cleanup, err := desktop.OpenBrowser(dir, launch)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "ctseg app: %v\n", err)
-			fmt.Fprintln(env.Stdout, launch)
-		} else {
-			defer cleanup()
-			fmt.Fprintf(env.Stdout, "ctseg app: opened http://127.0.0.1:%d/ in your browser\n", port)
-		}
+	if err := launch(env, dir, desktop.LaunchURL(port, srv.LaunchToken()), *noOpen); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stderr, "ctseg app: native runs on %s; listening on 127.0.0.1:%d only; Ctrl-C to stop\n", runner.deviceName(), port)
 
@@ -136,6 +130,8 @@ func runApp(env *Env, args []string) error {
 		return err
 	case <-ctx.Done():
 	}
+	stop() // a second Ctrl-C ends the process at once
+	fmt.Fprintln(env.Stderr, "ctseg app: stopping (a run stops after its current window)")
 	// A running job stops after its current window; streams end; nothing is kept.
 	srv.Close()
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -147,34 +143,39 @@ func runApp(env *Env, args []string) error {
 	return nil
 }
 
-// openRunning opens the user's running app (another `ctseg app`) in the browser, or prints its
-// launch URL, with a launch token it hands out for the secret of the runtime file.
-func openRunning(env *Env, dir string, in desktop.Instance, noOpen bool) error {
-	token, err := desktop.RequestToken(in)
-	if err != nil {
-		return fmt.Errorf("ctseg app is already running (pid %d) but did not answer: %w", in.PID, err)
-	}
-	launch := desktop.LaunchURL(in.Port, token)
+// openRunning opens the user's running app (another `ctseg app`) with the launch token it
+// handed over.
+func openRunning(env *Env, dir string, in desktop.Instance, token string, noOpen bool) error {
+	fmt.Fprintf(env.Stderr, "ctseg app: already running (pid %d, port %d)\n", in.PID, in.Port)
+	return launch(env, dir, desktop.LaunchURL(in.Port, token), noOpen)
+}
+
+// launch gives the user the launch URL: printed as the first line of stdout with --no-open,
+// else opened in the default browser, with the URL on stderr in case no browser appears (the
+// user's own terminal; the token works once and for two minutes).
+func launch(env *Env, dir, url string, noOpen bool) error {
 	if noOpen {
-		fmt.Fprintln(env.Stdout, launch)
-		fmt.Fprintf(env.Stderr, "ctseg app: already running (pid %d, port %d)\n", in.PID, in.Port)
+		fmt.Fprintln(env.Stdout, url)
 		return nil
 	}
-	if _, err := desktop.OpenBrowser(dir, launch); err != nil {
-		// the page file stays for the browser to read; the token works once
-		fmt.Fprintln(env.Stdout, launch)
-		return err
+	if err := desktop.OpenBrowser(dir, url); err != nil {
+		fmt.Fprintf(env.Stderr, "ctseg app: %v\n", err)
+		fmt.Fprintln(env.Stdout, url)
+		return nil
 	}
-	fmt.Fprintf(env.Stdout, "ctseg app: already running (pid %d); opened it in your browser\n", in.PID)
+	fmt.Fprintf(env.Stdout, "ctseg app: opened in your browser; if it did not appear, open %s\n", url)
 	return nil
 }
 
-func randomSecret() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported systems
-	}
-	return fmt.Sprintf("%x", b)
+// setFlags lists the flags given on the command line, but the named ones.
+func setFlags(fs *flag.FlagSet, except ...string) string {
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(except, f.Name) {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	return strings.Join(set, " ")
 }
 
 // appRunner runs the page's native jobs with `ctseg segment`'s pieces: the same weights
@@ -200,25 +201,13 @@ func (a *appRunner) deviceName() string {
 	return a.ctx.Adapter
 }
 
-// weightsFor finds the weight file for a spacing: in --weights-dir the bundle's names (or the
-// names NVIDIA publishes them under), else the weights cache.
+// weightsFor finds the weight file for a spacing: in --weights-dir (weightsInDir), else the
+// weights cache.
 func (a *appRunner) weightsFor(spacing float64, f16 bool) (string, error) {
-	v, err := cache.Official().Lookup(fmt.Sprint(spacing))
-	if err != nil {
-		return "", err
-	}
 	if a.weightsDir == "" {
 		return resolveWeights("", spacing, precisionName(f16))
 	}
-	bundle := map[string]string{"1.5mm": "model.pt", "3mm": "model_lowres.pt"}[v.Name]
-	names := []string{bundle, v.DownloadName, v.Name + "-" + precisionName(f16) + ".safetensors", v.Name + "-f32.safetensors"}
-	for _, n := range names {
-		p := filepath.Join(a.weightsDir, n)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no weights for the %v mm model in %s (looked for %s)", spacing, a.weightsDir, strings.Join(names, ", "))
+	return weightsInDir(a.weightsDir, spacing, precisionName(f16))
 }
 
 func (a *appRunner) Capabilities() desktop.Capabilities {

@@ -40,7 +40,7 @@ func runServe(env *Env, args []string) error {
 	tcp := ln.Addr().(*net.TCPAddr)
 	opt := viewer.Options{WeightsDir: *wdir, LoopbackOnly: tcp.IP.IsLoopback()}
 	if *wdir == "" {
-		opt.Cached = cachedWeights(env)
+		opt.Cached = cachedWeights(env, "serve")
 	}
 	if *verbose {
 		opt.Log = env.Stderr
@@ -59,7 +59,7 @@ func runServe(env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "ctseg: the app is at %s (Ctrl-C to stop)\n", url)
 
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := newHTTPServer(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	done := make(chan error, 1)
@@ -77,10 +77,16 @@ func runServe(env *Env, args []string) error {
 	}
 }
 
+// newHTTPServer is the HTTP server of serve and app: bounded headers, and idle keep-alive
+// connections (any local process may open them) closed after two minutes.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
 // cachedWeights offers the weight cache's files (`ctseg weights fetch`), f16 where there is
 // one, under fixed names the page recognises ("3mm-f16.safetensors"); when none is cached it
 // says how to get them.
-func cachedWeights(env *Env) map[string]string {
+func cachedWeights(env *Env, cmd string) map[string]string {
 	out := map[string]string{}
 	for _, v := range cache.Official().Names() {
 		e, err := cache.Find("", v)
@@ -95,7 +101,7 @@ func cachedWeights(env *Env) map[string]string {
 		}
 	}
 	if len(out) == 0 {
-		fmt.Fprintln(env.Stderr, "ctseg serve: no cached weights; the page can load a model.pt from disk, or run `ctseg weights fetch` (or `ctseg weights import FILE`) first")
+		fmt.Fprintf(env.Stderr, "ctseg %s: no cached weights; the page can load a model.pt from disk, or run `ctseg weights fetch` (or `ctseg weights import FILE`) first\n", cmd)
 	}
 	return out
 }

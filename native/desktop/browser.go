@@ -3,6 +3,7 @@
 package desktop
 
 import (
+	"errors"
 	"fmt"
 	"html"
 	"net/url"
@@ -11,38 +12,48 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // OpenBrowser opens the launch URL in the user's default browser: $BROWSER (a list of commands
-// separated like PATH, "%s" standing for the address), else xdg-open on Linux and the BSDs,
-// open on macOS, the URL handler of the Windows shell. As Jupyter does, the browser is given a
-// 0600 file in the runtime folder that redirects to the URL, not the URL itself, so the launch
-// token never appears on a command line other users can list. The file is removed by the
-// returned function (the token works once anyway).
-func OpenBrowser(dir, launchURL string) (cleanup func(), err error) {
+// separated like PATH, "%s" standing for the address), else xdg-open on Linux and the BSDs
+// (where a display exists), open on macOS, the URL handler of the Windows shell. As Jupyter
+// does, the browser is given a 0600 file in the runtime folder that redirects to the URL, not
+// the URL itself, so the launch token never appears on a command line other users can list.
+// The token works once and for two minutes; launch files older than that are removed here.
+func OpenBrowser(dir, launchURL string) error {
+	removeOldLaunchFiles(dir)
 	f, err := os.CreateTemp(dir, "launch-*.html")
 	if err != nil {
-		return nil, fmt.Errorf("writing the launch page: %w", err)
+		return fmt.Errorf("writing the launch page: %w", err)
 	}
 	u := html.EscapeString(launchURL)
 	_, werr := fmt.Fprintf(f, "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0; url=%s\"><title>ctseg</title><p><a href=\"%s\">Open ctseg</a></p>\n", u, u)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	cleanup = func() { os.Remove(f.Name()) }
 	if werr != nil {
-		cleanup()
-		return nil, fmt.Errorf("writing the launch page: %w", werr)
+		os.Remove(f.Name())
+		return fmt.Errorf("writing the launch page: %w", werr)
 	}
 	target := (&url.URL{Scheme: "file", Path: filepath.ToSlash(f.Name())}).String()
 	if runtime.GOOS == "windows" {
 		target = "file:///" + strings.TrimPrefix(filepath.ToSlash(f.Name()), "/")
 	}
 	if err := startBrowser(target); err != nil {
-		cleanup()
-		return nil, err
+		os.Remove(f.Name())
+		return err
 	}
-	return cleanup, nil
+	return nil
+}
+
+func removeOldLaunchFiles(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, "launch-*.html"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > tokenLife {
+			os.Remove(p)
+		}
+	}
 }
 
 func startBrowser(target string) error {
@@ -75,21 +86,31 @@ func startBrowser(target string) error {
 	case "windows":
 		args = []string{"rundll32", "url.dll,FileProtocolHandler", target}
 	default:
+		if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+			return errors.New("no display to open a browser on (over ssh?): open the address below in a browser on this computer, or use --no-open")
+		}
 		args = []string{"xdg-open", target}
 	}
 	if err := start(args...); err != nil {
-		return fmt.Errorf("no browser could be opened (tried %s): open the address ctseg app printed, or use --no-open", strings.Join(append(tried, args[0]), ", "))
+		return fmt.Errorf("no browser could be opened (tried %s): %w; open the address below, or use --no-open", strings.Join(append(tried, args[0]), ", "), err)
 	}
 	return nil
 }
 
-// start runs a command without waiting for it (a browser may run for hours), reaping it when
-// it exits.
+// start runs a command and waits a little for its verdict: an opener (xdg-open, open) exits at
+// once, 0 when a browser took the address; a browser started directly keeps running, which is
+// success too. It is reaped whenever it exits.
 func start(args ...string) error {
 	cmd := exec.Command(args[0], args[1:]...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go cmd.Wait()
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(3 * time.Second):
+		return nil
+	}
 }

@@ -3,20 +3,22 @@
 package desktop
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
-// Instance is what the runtime file says of the running `ctseg app` of this user: enough for a
-// second `ctseg app` to open the running one instead of starting another. The file is 0600 in
-// a 0700 folder, so the secret is the user's alone.
+// Instance is what the runtime file says of the running `ctseg app` of this user on this
+// host: enough for a second `ctseg app` to open the running one instead of starting another.
 type Instance struct {
 	PID    int    `json:"pid"`
 	Port   int    `json:"port"`
@@ -39,54 +41,116 @@ func RuntimeDir() (string, error) {
 	return filepath.Join(d, "ctseg"), nil
 }
 
-const runtimeName = "app.json"
-
-// Claim makes this process the user's running app: it creates the runtime file exclusively,
-// so of two apps starting at once one wins. When the file exists, it returns the instance it
-// names and ErrRunning if that instance is alive (its process exists and it hands out a launch
-// token for the secret), after removing the file if it is stale.
-func Claim(dir string, me Instance) (running *Instance, release func(), err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("runtime folder: %w", err)
+// runtimeBase names the files of this host ("app-HOST"): a home folder shared between
+// machines (NFS) must not make one machine's app open another's.
+func runtimeBase() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "localhost"
 	}
-	if err := checkPrivateDir(dir); err != nil {
-		return nil, nil, fmt.Errorf("runtime folder: %w", err)
-	}
-	path := filepath.Join(dir, runtimeName)
-	for attempt := 0; attempt < 3; attempt++ {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			werr := json.NewEncoder(f).Encode(me)
-			if cerr := f.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				os.Remove(path)
-				return nil, nil, fmt.Errorf("runtime file: %w", werr)
-			}
-			return nil, func() { removeIfMine(path, me) }, nil
+	h = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
 		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, nil, fmt.Errorf("runtime file: %w", err)
-		}
-		other, rerr := readInstance(path)
-		if rerr == nil && alive(*other) {
-			return other, nil, ErrRunning
-		}
-		if rerr != nil && attempt == 0 {
-			// Another app may be writing the file this instant: look again shortly.
-			time.Sleep(200 * time.Millisecond)
-			if other, rerr = readInstance(path); rerr == nil && alive(*other) {
-				return other, nil, ErrRunning
-			}
-		}
-		os.Remove(path) // stale: its process is gone or does not answer
-	}
-	return nil, nil, fmt.Errorf("runtime file %s: cannot be claimed", path)
+		return '_'
+	}, h)
+	return "app-" + h
 }
+
+// RuntimeFile is the path of the runtime file in dir.
+func RuntimeFile(dir string) string { return filepath.Join(dir, runtimeBase()+".json") }
 
 // ErrRunning says the user's app is already running.
 var ErrRunning = errors.New("ctseg app is already running")
+
+// Claim makes this process the user's running app on this host. An advisory lock on
+// app-HOST.lock, held for the app's whole life and released by the system however the process
+// ends, decides who runs; the holder writes app-HOST.json (0600: pid, port, secret). An app
+// that cannot take the lock reads the file and asks the running app for a launch token
+// (ErrRunning, with the running instance and the token): so two apps starting at once never
+// both run, and a file left by a dead app is simply rewritten by the next one (a dead process
+// holds no lock).
+func Claim(dir string, me Instance) (release func(), running *Instance, token string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, "", fmt.Errorf("runtime folder: %w", err)
+	}
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, nil, "", fmt.Errorf("runtime folder: %w", err)
+	}
+	lockPath := filepath.Join(dir, runtimeBase()+".lock")
+	path := RuntimeFile(dir)
+	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("runtime lock: %w", err)
+	}
+	locked, err := tryLock(lf)
+	if err != nil {
+		lf.Close()
+		return nil, nil, "", fmt.Errorf("runtime lock %s: %w", lockPath, err)
+	}
+	if !locked {
+		lf.Close()
+		in, token, err := handOver(path)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		return nil, in, token, ErrRunning
+	}
+	if err := writePrivate(path, me); err != nil {
+		unlock(lf)
+		lf.Close()
+		return nil, nil, "", fmt.Errorf("runtime file: %w", err)
+	}
+	// The lock file stays: removing it would let a later app lock a new file while another
+	// still holds the old one.
+	return func() {
+		if in, err := readInstance(path); err == nil && *in == me {
+			os.Remove(path)
+		}
+		unlock(lf)
+		lf.Close()
+	}, nil, "", nil
+}
+
+// handOver gets a launch token from the app that holds the lock. It may be starting (the file
+// not yet written, the server not yet serving): it is given a few seconds.
+func handOver(path string) (*Instance, string, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		in, err := readInstance(path)
+		if err == nil {
+			token, terr := RequestToken(*in)
+			if terr == nil {
+				return in, token, nil
+			}
+			err = fmt.Errorf("ctseg app is already running (pid %d) but does not answer: %w", in.PID, terr)
+		}
+		if time.Now().After(deadline) {
+			return nil, "", err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// writePrivate writes the instance to path through a 0600 temporary file and a rename, so a
+// reader never sees half of it.
+func writePrivate(path string, in Instance) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".app-*.tmp")
+	if err != nil {
+		return err
+	}
+	werr := json.NewEncoder(f).Encode(in)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+	}
+	return werr
+}
 
 func readInstance(path string) (*Instance, error) {
 	b, err := os.ReadFile(path)
@@ -100,40 +164,47 @@ func readInstance(path string) (*Instance, error) {
 	return &in, nil
 }
 
-func removeIfMine(path string, me Instance) {
-	if in, err := readInstance(path); err == nil && *in == me {
-		os.Remove(path)
-	}
+// The hand-over proves the secret both ways without sending it: the client sends a nonce and
+// an HMAC of it, the app answers a token and an HMAC of the nonce and the token. A process
+// that listens on a port a dead app left in its file learns neither the secret nor a way to
+// pass for the app.
+func proof(secret, what string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	io.WriteString(m, what)
+	return hex.EncodeToString(m.Sum(nil))
 }
 
-// alive reports whether the instance's process exists and its server answers for its secret.
-func alive(in Instance) bool {
-	if !processExists(in.PID) {
-		return false
-	}
-	_, err := RequestToken(in)
-	return err == nil
+func requestProof(secret, nonce string) string { return proof(secret, "ctseg launch request "+nonce) }
+
+func tokenProof(secret, nonce, token string) string {
+	return proof(secret, "ctseg launch token "+nonce+" "+token)
 }
 
-// RequestToken asks the running instance for a one-time launch token.
+// RequestToken asks the running instance for a one-time launch token, and checks that the
+// answer comes from the app that knows the secret.
 func RequestToken(in Instance) (string, error) {
+	nonce := randomHex(16)
 	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/launch/token", in.Port), nil)
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("X-Ctseg-Instance", in.Secret)
-	c := &http.Client{Timeout: 5 * time.Second}
+	req.Header.Set("X-Ctseg-Nonce", nonce)
+	req.Header.Set("X-Ctseg-Proof", requestProof(in.Secret, nonce))
+	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("the running app answered %s", resp.Status)
+		return "", fmt.Errorf("the app on port %d answered %s", in.Port, resp.Status)
 	}
-	var v struct{ Token string }
+	var v struct{ Token, Proof string }
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&v); err != nil || v.Token == "" {
-		return "", errors.New("the running app sent no token")
+		return "", fmt.Errorf("the app on port %d sent no token", in.Port)
+	}
+	if !hmac.Equal([]byte(v.Proof), []byte(tokenProof(in.Secret, nonce, v.Token))) {
+		return "", fmt.Errorf("the server on port %d is not the ctseg app of the runtime file", in.Port)
 	}
 	return v.Token, nil
 }

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +96,7 @@ type jobs struct {
 	mu      sync.Mutex
 	current *job
 	running *job
+	closing bool // the app is stopping: a run that stops says so, not "cancelled"
 }
 
 func (js *jobs) get(id string) *job {
@@ -111,6 +112,7 @@ func (js *jobs) cancelAll() {
 	js.mu.Lock()
 	r := js.running
 	js.current = nil
+	js.closing = true
 	js.mu.Unlock()
 	if r != nil {
 		r.update(func() { r.cancel = true })
@@ -137,12 +139,22 @@ func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such job", http.StatusNotFound)
 		return
 	}
+	allowed, known := map[string][]string{"": {"DELETE"}, "events": {"GET"}, "labels.nii.gz": {"GET", "HEAD"}, "stats.csv": {"GET", "HEAD"}}[what]
+	if !known {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if !slices.Contains(allowed, r.Method) {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	switch {
-	case what == "" && r.Method == http.MethodDelete:
+	case what == "":
 		s.deleteJob(w, j)
-	case what == "events" && r.Method == http.MethodGet:
+	case what == "events":
 		s.events(w, r, j)
-	case (what == "labels.nii.gz" || what == "stats.csv") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+	default:
 		j.mu.Lock()
 		state, b := j.state, j.labels
 		if what == "stats.csv" {
@@ -160,8 +172,6 @@ func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", ctype)
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", what))
 		http.ServeContent(w, r, what, time.Time{}, bytes.NewReader(b))
-	default:
-		http.Error(w, "not found", http.StatusNotFound)
 	}
 }
 
@@ -192,30 +202,35 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("precision %q: want f16 or f32", q.Get("precision")), http.StatusBadRequest)
 		return
 	}
-	if err := s.opt.Runner.Check(spacing, f16); err != nil {
-		http.Error(w, oneLine(err), http.StatusServiceUnavailable)
-		return
-	}
 	if s.busy() {
 		http.Error(w, errBusy.Error(), http.StatusConflict)
 		return
 	}
-	if r.ContentLength > s.opt.MaxUpload {
-		http.Error(w, fmt.Sprintf("the CT is %d bytes; this server takes at most %d (ctseg app --max-upload)", r.ContentLength, s.opt.MaxUpload), http.StatusRequestEntityTooLarge)
+	if err := s.opt.Runner.Check(spacing, f16); err != nil {
+		http.Error(w, oneLine(err), http.StatusServiceUnavailable)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxUpload))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			http.Error(w, fmt.Sprintf("the CT is larger than the %d bytes this server takes (ctseg app --max-upload)", s.opt.MaxUpload), http.StatusRequestEntityTooLarge)
+	tooLarge := fmt.Sprintf("the CT is larger than the %d MiB this app takes (ctseg app --max-upload-mb)", s.opt.MaxUpload>>20)
+	if r.ContentLength > s.opt.MaxUpload {
+		http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+		return
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // one allocation where the size is declared
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opt.MaxUpload)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
 			return
 		}
 		http.Error(w, "reading the request: "+oneLine(err), http.StatusBadRequest)
 		return
 	}
+	body := buf.Bytes()
 	ct, hdr, err := volume.ParseNIfTI(body)
-	body = nil
+	body, buf = nil, bytes.Buffer{}
 	if err != nil {
 		// the words `ctseg segment` uses for a file, the body in the file's place
 		if inner := errors.Unwrap(err); inner != nil {
@@ -264,17 +279,30 @@ func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing floa
 		close(j.stopped)
 	}()
 	fail := func(msg string) { j.update(func() { j.state, j.errMsg = "failed", msg }) }
+	stopped := func() bool {
+		if !j.cancelled() {
+			return false
+		}
+		s.jobs.mu.Lock()
+		closing := s.jobs.closing
+		s.jobs.mu.Unlock()
+		if closing {
+			fail("ctseg app was stopped")
+		} else {
+			fail("cancelled")
+		}
+		return true
+	}
 	defer func() {
 		if r := recover(); r != nil { // a bug reaches the page as one line, the app stays up
-			fail(fmt.Sprintf("internal error: %v", r))
+			fail(oneLine(fmt.Errorf("internal error: %v", r)))
 		}
 	}()
 	res, err := s.opt.Runner.Segment(ct, spacing, f16,
 		func(done, total int) {
 			j.update(func() { j.progress = Progress{Stage: "windows", Done: done, Total: total} })
 		}, j.cancelled)
-	if errors.Is(err, pipeline.ErrCancelled) || (err == nil && j.cancelled()) {
-		fail("cancelled")
+	if (err == nil || errors.Is(err, pipeline.ErrCancelled)) && stopped() {
 		return
 	}
 	if err != nil {
@@ -299,6 +327,9 @@ func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing floa
 		if x.Voxels > 0 && x.Label > 0 {
 			found++
 		}
+	}
+	if stopped() { // a cancel while the files were written
+		return
 	}
 	j.update(func() {
 		j.state, j.labels, j.stats = "done", lb.Bytes(), sb.Bytes()

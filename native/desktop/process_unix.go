@@ -9,12 +9,17 @@ import (
 	"syscall"
 )
 
-// processExists reports whether a process with this pid exists (signal 0 checks without
-// sending anything; EPERM means it exists under another user).
-func processExists(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// tryLock takes an exclusive advisory lock on f without waiting; false when another process
+// holds it.
+func tryLock(f *os.File) (bool, error) {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return false, nil
+	}
+	return err == nil, err
 }
+
+func unlock(f *os.File) { syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
 
 // checkPrivateDir refuses a runtime folder that another user could write to or swap (a shared
 // /tmp/ctseg made by someone else): they could plant a runtime file that sends our browser to

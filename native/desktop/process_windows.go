@@ -2,20 +2,27 @@
 
 package desktop
 
-import "golang.org/x/sys/windows"
+import (
+	"errors"
+	"os"
 
-// processExists reports whether a process with this pid is still running.
-func processExists(pid int) bool {
-	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
-	if err != nil {
-		return false
+	"golang.org/x/sys/windows"
+)
+
+// tryLock takes an exclusive lock on the first byte of f without waiting; false when another
+// process holds it.
+func tryLock(f *os.File) (bool, error) {
+	var ol windows.Overlapped
+	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
+	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
+		return false, nil
 	}
-	defer windows.CloseHandle(h)
-	var code uint32
-	if err := windows.GetExitCodeProcess(h, &code); err != nil {
-		return false
-	}
-	return code == 259 // STILL_ACTIVE
+	return err == nil, err
+}
+
+func unlock(f *os.File) {
+	var ol windows.Overlapped
+	windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
 }
 
 // checkPrivateDir: the runtime folder is under the user's own profile on Windows.

@@ -17,6 +17,7 @@
 package desktop
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"ctseg/viewer"
 )
@@ -33,8 +35,8 @@ import (
 type Options struct {
 	// Port is the port the server listens on, for the Host and Origin allow-lists.
 	Port int
-	// Instance is the secret of the runtime file: a second `ctseg app` of the same user shows
-	// it to get a launch token for its browser (POST /launch/token).
+	// Instance is the secret of the runtime file: a second `ctseg app` of the same user proves
+	// it knows it to get a launch token for its browser (POST /launch/token, see instance.go).
 	Instance string
 	// MaxUpload caps a CT sent to POST /api/jobs, in bytes (DefaultMaxUpload when 0).
 	MaxUpload int64
@@ -52,17 +54,21 @@ type Server struct {
 	hosts map[string]bool // exact Host values accepted
 
 	mu       sync.Mutex
-	tokens   map[string]bool   // unused launch tokens
-	sessions map[string]string // session cookie -> CSRF token
+	tokens   map[string]time.Time // unused launch tokens and when they expire
+	sessions map[string]string    // session cookie -> CSRF token
 	jobs     jobs
 }
+
+// tokenLife is how long a launch token works: long enough for a browser to start, short
+// enough that a link left in a terminal's scrollback or a launch file is soon worthless.
+const tokenLife = 2 * time.Minute
 
 // New returns a server for the given options.
 func New(opt Options) *Server {
 	if opt.MaxUpload <= 0 {
 		opt.MaxUpload = DefaultMaxUpload
 	}
-	s := &Server{opt: opt, tokens: map[string]bool{}, sessions: map[string]string{}}
+	s := &Server{opt: opt, tokens: map[string]time.Time{}, sessions: map[string]string{}}
 	s.hosts = map[string]bool{}
 	for _, h := range []string{"127.0.0.1", "localhost", "[::1]"} {
 		s.hosts[fmt.Sprintf("%s:%d", h, opt.Port)] = true
@@ -74,21 +80,27 @@ func New(opt Options) *Server {
 // local app) must not overwrite each other's session.
 func (s *Server) cookieName() string { return fmt.Sprintf("ctseg_session_%d", s.opt.Port) }
 
-// LaunchToken returns a new one-time token for GET /launch?t=TOKEN.
+// LaunchToken returns a new one-time token for GET /launch?t=TOKEN, valid for tokenLife.
 func (s *Server) LaunchToken() string {
 	t := randomHex(32)
+	now := time.Now()
 	s.mu.Lock()
-	s.tokens[t] = true
+	for k, exp := range s.tokens {
+		if now.After(exp) {
+			delete(s.tokens, k)
+		}
+	}
+	s.tokens[t] = now.Add(tokenLife)
 	s.mu.Unlock()
 	return t
 }
 
-// Close cancels the current job and forgets the sessions.
+// Close stops the current job (after its current window) and forgets the sessions.
 func (s *Server) Close() {
 	s.jobs.cancelAll()
 	s.mu.Lock()
 	s.sessions = map[string]string{}
-	s.tokens = map[string]bool{}
+	s.tokens = map[string]time.Time{}
 	s.mu.Unlock()
 }
 
@@ -115,6 +127,14 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 		case p == "/api" || strings.HasPrefix(p, "/api/"):
 			w.Header().Set("Cache-Control", "no-store")
 			s.api(w, r, next)
+		case strings.HasPrefix(p, "/weights/"):
+			// The weight files may be private (fine-tuned, or the user's cache): to the page of a
+			// session only, not to every local process.
+			if _, ok := s.session(r); !ok {
+				http.Error(w, "no session: open the link ctseg app printed (or run ctseg app again)", http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -129,7 +149,8 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	}
 	t := r.URL.Query().Get("t")
 	s.mu.Lock()
-	ok := t != "" && s.tokens[t]
+	exp, ok := s.tokens[t]
+	ok = ok && t != "" && time.Now().Before(exp)
 	delete(s.tokens, t)
 	var sid string
 	if ok {
@@ -147,19 +168,22 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 }
 
 // mintToken gives a second `ctseg app` of the same user, which read the instance secret from
-// the 0600 runtime file, a launch token for its browser.
+// the 0600 runtime file, a launch token for its browser; both sides prove the secret without
+// sending it (RequestToken).
 func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	got := r.Header.Get("X-Ctseg-Instance")
-	if s.opt.Instance == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.Instance)) != 1 {
+	nonce := r.Header.Get("X-Ctseg-Nonce")
+	got := r.Header.Get("X-Ctseg-Proof")
+	if s.opt.Instance == "" || len(nonce) != 32 || !hmac.Equal([]byte(got), []byte(requestProof(s.opt.Instance, nonce))) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	writeJSON(w, map[string]string{"token": s.LaunchToken()})
+	t := s.LaunchToken()
+	writeJSON(w, map[string]string{"token": t, "proof": tokenProof(s.opt.Instance, nonce, t)})
 }
 
 // session returns the CSRF token of the request's session cookie.
@@ -219,6 +243,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
 }
+
+// NewSecret returns 32 random bytes in hex: an instance secret.
+func NewSecret() string { return randomHex(32) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

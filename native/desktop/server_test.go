@@ -225,9 +225,11 @@ func TestRefusals(t *testing.T) {
 	resp, body = a.do(t, c, http.MethodDelete, "/api/jobs/unknown", s.CSRF, nil, nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
 
-	// Token minting for a second instance needs the instance secret.
-	resp, _ = a.do(t, stranger, http.MethodPost, "/launch/token", "", nil, map[string]string{"X-Ctseg-Instance": "wrong"})
+	// Token minting for a second instance needs a proof of the instance secret.
+	resp, _ = a.do(t, stranger, http.MethodPost, "/launch/token", "", nil, map[string]string{"X-Ctseg-Nonce": strings.Repeat("a", 32), "X-Ctseg-Proof": "wrong"})
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	_, err := desktop.RequestToken(desktop.Instance{PID: os.Getpid(), Port: a.port, Secret: "not-the-secret"})
+	require.Error(t, err, "a token for the wrong secret")
 	tok2, err := desktop.RequestToken(desktop.Instance{PID: os.Getpid(), Port: a.port, Secret: "secret"})
 	require.NoError(t, err)
 	resp, _ = a.do(t, client(t), http.MethodGet, "/launch?t="+tok2, "", nil, nil)
@@ -403,52 +405,68 @@ func readEvents(t *testing.T, a *testApp, c *http.Client, csrf, id string) []sse
 	return out
 }
 
-// TestClaim: the runtime file makes one app per user; a second finds the first and gets a
-// launch token from it; a file left by a dead process, or by a live one that does not answer
-// for its secret, is stale and taken over; the file is 0600 and goes when its app does.
+// TestClaim: a lock held for the app's life makes one app per user and host; a second finds
+// the first through the runtime file and gets a launch token from it that works; the file is
+// 0600 and goes when its app does; a file left by a dead app (no lock held) is rewritten, and
+// whatever listens on the port it names is never asked; a server that does not know the secret
+// cannot pass for the app.
 func TestClaim(t *testing.T) {
 	dir := t.TempDir()
 	a := startApp(t, desktop.Options{Instance: "s1"})
 	first := desktop.Instance{PID: os.Getpid(), Port: a.port, Secret: "s1"}
-	other, release, err := desktop.Claim(dir, first)
+	release, other, _, err := desktop.Claim(dir, first)
 	require.NoError(t, err)
 	require.Nil(t, other)
-	fi, err := os.Stat(filepath.Join(dir, "app.json"))
+	file := desktop.RuntimeFile(dir)
+	fi, err := os.Stat(file)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	second := desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s2"}
-	other, _, err = desktop.Claim(dir, second)
+	_, other, token, err := desktop.Claim(dir, second)
 	require.ErrorIs(t, err, desktop.ErrRunning)
 	require.Equal(t, first, *other)
-	_, err = desktop.RequestToken(*other)
-	require.NoError(t, err)
+	resp, _ := a.do(t, client(t), http.MethodGet, "/launch?t="+token, "", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the handed-over token")
 
 	release()
-	_, err = os.Stat(filepath.Join(dir, "app.json"))
+	_, err = os.Stat(file)
 	require.True(t, os.IsNotExist(err), "the file stays after its app ends")
 
-	// Stale: a dead process (a pid no process has: beyond pid_max).
-	writeInstance(t, dir, desktop.Instance{PID: 1 << 30, Port: a.port, Secret: "s1"})
-	_, release2, err := desktop.Claim(dir, second)
-	require.NoError(t, err, "a dead pid's file is ignored")
-	release2()
-	// Stale: a live process whose port does not answer for the secret.
-	writeInstance(t, dir, desktop.Instance{PID: os.Getpid(), Port: a.port, Secret: "not-the-secret"})
-	_, release3, err := desktop.Claim(dir, second)
-	require.NoError(t, err, "a file whose app does not answer is ignored")
-	release3()
-	// Garbage in the file.
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.json"), []byte("{"), 0o600))
-	_, release4, err := desktop.Claim(dir, second)
-	require.NoError(t, err)
-	release4()
+	// A file left by a dead app, naming a port where something else now listens: the next app
+	// takes over without asking it.
+	asked := 0
+	impostor := startImpostor(t, &asked)
+	for _, content := range []string{
+		fmt.Sprintf(`{"pid":%d,"port":%d,"secret":"s1"}`, 1<<30, impostor),
+		fmt.Sprintf(`{"pid":%d,"port":%d,"secret":"s1"}`, os.Getpid(), impostor),
+		"{",
+	} {
+		require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
+		rel, other, _, err := desktop.Claim(dir, second)
+		require.NoError(t, err, "file %s", content)
+		require.Nil(t, other)
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"secret":"s2"`, "the new app's file")
+		rel()
+	}
+	require.Zero(t, asked, "the impostor was asked for a token")
+	_, err = desktop.RequestToken(desktop.Instance{PID: os.Getpid(), Port: impostor, Secret: "s1"})
+	require.ErrorContains(t, err, "not the ctseg app")
 }
 
-func writeInstance(t *testing.T, dir string, in desktop.Instance) {
-	t.Helper()
-	b := fmt.Sprintf(`{"pid":%d,"port":%d,"secret":%q}`, in.PID, in.Port, in.Secret)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.json"), []byte(b), 0o600))
+// startImpostor listens like an app and hands out tokens without knowing any secret.
+func startImpostor(t *testing.T, asked *int) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		*asked++
+		io.WriteString(w, `{"token":"attacker","proof":"0000"}`)
+	})}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
@@ -471,6 +489,6 @@ func TestClaimRefusesSharedFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rt")
 	require.NoError(t, os.Mkdir(dir, 0o777))
 	require.NoError(t, os.Chmod(dir, 0o777))
-	_, _, err := desktop.Claim(dir, desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s"})
+	_, _, _, err := desktop.Claim(dir, desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s"})
 	require.ErrorContains(t, err, "may be written by other users")
 }
