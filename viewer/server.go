@@ -15,11 +15,16 @@ import (
 	"time"
 )
 
-// CSP keeps the page to its own origin: scripts, workers, fetches and styles from 'self'
-// only; 'wasm-unsafe-eval' is what WebAssembly compilation needs; data: images only for the
-// empty favicon, blob: for downloads. Nothing may frame the page.
-const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; " +
-	"img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// PageCSP keeps the page to its own origin: scripts, workers (the service worker too),
+// fetches and styles from 'self' only; 'wasm-unsafe-eval' is what WebAssembly compilation
+// needs; data: images only for the empty favicon, blob: for downloads. index.html carries it in
+// a <meta http-equiv> for static hosts, which send no headers (TestPageCSP).
+const PageCSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; " +
+	"img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'"
+
+// CSP is the header ctseg's servers send: PageCSP and, because frame-ancestors works only as
+// a header, nothing may frame the page.
+const CSP = PageCSP + "; frame-ancestors 'none'"
 
 // WeightExts are the files a weights directory offers: MONAI checkpoints and ctseg weight
 // files (safetensors layout).
@@ -117,6 +122,17 @@ func (s *server) sendAsset(w http.ResponseWriter, r *http.Request, p string) {
 	name := strings.TrimPrefix(p, "/")
 	if name == "" {
 		name = "index.html"
+	}
+	if name == buildScript {
+		_, js, err := Build()
+		if err != nil {
+			http.Error(w, "the app's files cannot be read", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", contentType(name))
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(js))
+		return
 	}
 	a, ok := s.assets[name]
 	if !ok || name != path.Clean(name) {

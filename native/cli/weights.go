@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -283,4 +284,23 @@ func runWeightsPath(env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, p)
 	return nil
+}
+
+// weightsInDir finds the weight file of a spacing's model in a folder the user gave: the
+// bundle's file name (model.pt for 1.5 mm, model_lowres.pt for 3 mm), the name NVIDIA publishes
+// it under, or the cache's name of a converted file (3mm-f16.safetensors).
+func weightsInDir(dir string, spacing float64, precision string) (string, error) {
+	v, err := cache.Official().Lookup(fmt.Sprint(spacing))
+	if err != nil {
+		return "", err
+	}
+	bundle := map[string]string{"1.5mm": "model.pt", "3mm": "model_lowres.pt"}[v.Name]
+	names := []string{bundle, v.DownloadName, v.Name + "-" + precision + ".safetensors", v.Name + "-f32.safetensors", v.Name + "-f16.safetensors"}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no weights for the %v mm model in %s (looked for %s)", spacing, dir, strings.Join(names, ", "))
 }

@@ -33,8 +33,7 @@ const app = {
   openingLabels: false,
   acceptNotCT: false,
   webgpu: null, // null: unknown, '' ok, else the message
-  native: null, // served by ctseg app with a session: {csrf, caps}
-  nativeJob: null, // the id of a native run in progress
+  native: null, // served by ctseg app with a session: {csrf, caps, run: the native run in progress}
 };
 
 const viewer = new Viewer({ axial: $('axial'), coronal: $('coronal'), sagittal: $('sagittal') }, showHover);
@@ -244,18 +243,23 @@ function named(name, text) {
 
 // runNative sends the CT the page decoded (as NIfTI) to ctseg app, which runs pipeline.Segment
 // as `ctseg segment` does; the labels come back and are shown, measured and offered for
-// download as a browser run's are. The job is deleted on the native side once its labels are here.
+// download as a browser run's are. The job is deleted on the native side once its labels are
+// here. A cancel may come at any point: before the job exists it stops the upload (and a job
+// that got created is deleted), after that it deletes the job.
 async function runNative(t0) {
   const spacing = +$('spacing').value, precision = $('precision').value;
-  $('progressText').textContent = 'Sending the CT to ctseg on this computer…';
-  const parts = await call('ctNifti', {});
-  const r = await apiFetch(`api/jobs?spacing=${spacing}&precision=${precision}`, { method: 'POST', body: new Blob(parts) });
-  if (!r.ok) throw named('NativeError', (await r.text()).trim());
-  const id = (await r.json()).id;
-  app.nativeJob = id;
+  const run = (app.native.run = { abort: new AbortController(), id: null, cancelled: false });
+  const cancelled = () => named('Cancelled', 'cancelled');
   try {
-    const d = await followEvents(id);
-    const lr = await apiFetch(`api/jobs/${id}/labels.nii.gz`);
+    $('progressText').textContent = 'Sending the CT to ctseg on this computer…';
+    const parts = await call('ctNifti', {});
+    if (run.cancelled) throw cancelled();
+    const r = await apiFetch(`api/jobs?spacing=${spacing}&precision=${precision}`, { method: 'POST', body: new Blob(parts), signal: run.abort.signal });
+    if (!r.ok) throw named('NativeError', (await r.text()).trim());
+    run.id = (await r.json()).id;
+    if (run.cancelled) throw cancelled();
+    const d = await followEvents(run.id);
+    const lr = await apiFetch(`api/jobs/${run.id}/labels.nii.gz`);
     if (!lr.ok) throw named('NativeError', (await lr.text()).trim());
     const bytes = await lr.arrayBuffer();
     const res = await call('loadLabels', { bytes, name: 'the native run', spacing }, [bytes]);
@@ -263,10 +267,22 @@ async function runNative(t0) {
     const dev = app.native.caps.adapter.name;
     $('progressText').textContent = `Done: ${d.windows} windows in ${secs} s on ${dev} (native)${testROI ? ` (test window ${testROI})` : ''}.`;
     showResult(res, `${res.stats.length} structures found · ${spacing} mm model, ${precision} · ${secs} s · native: ${dev}`);
+  } catch (e) {
+    throw run.cancelled ? cancelled() : e; // whatever a cancel broke on the way is the cancel
   } finally {
-    app.nativeJob = null;
-    apiFetch(`api/jobs/${id}`, { method: 'DELETE' }).catch(() => {}); // nothing stays there
+    app.native.run = null;
+    if (run.id) apiFetch(`api/jobs/${run.id}`, { method: 'DELETE' }).catch(() => {}); // nothing stays there
   }
+}
+
+// cancelNative stops the native run wherever it is.
+function cancelNative() {
+  const run = app.native && app.native.run;
+  if (!run) return false;
+  run.cancelled = true;
+  run.abort.abort();
+  if (run.id) apiFetch(`api/jobs/${run.id}`, { method: 'DELETE' }).catch(() => {});
+  return true;
 }
 
 // ---- CT --------------------------------------------------------------------------------
@@ -589,25 +605,8 @@ async function run() {
   $('progressText').textContent = 'Starting…';
   delete $('progressText').dataset.done;
   const t0 = performance.now();
-  if (runsNative()) {
-    try {
-      await runNative(t0);
-      setState('done');
-    } catch (e) {
-      runFailed(e);
-    } finally {
-      app.running = false;
-      $('cancelBtn').hidden = true;
-      updateRun();
-    }
-    return;
-  }
   try {
-    const fault = testFaults.shift();
-    const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
-    const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
-    showResult(r, `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`);
+    await (runsNative() ? runNative(t0) : runInBrowser(t0));
     setState('done');
   } catch (e) {
     runFailed(e);
@@ -616,6 +615,15 @@ async function run() {
     $('cancelBtn').hidden = true;
     updateRun();
   }
+}
+
+// runInBrowser runs the network in the worker on this browser's GPU (WebGPU).
+async function runInBrowser(t0) {
+  const fault = testFaults.shift();
+  const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
+  showResult(r, `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`);
 }
 
 // showResult shows a label map (a run's, or one opened from a file) over the CT, lists its
@@ -718,7 +726,7 @@ $('runBtn').addEventListener('click', run);
 $('tuneBtn').addEventListener('click', tune);
 $('retryBtn').addEventListener('click', () => { message(''); run(); });
 $('lowresBtn').addEventListener('click', () => {
-  const s = [...$('serverWeights').querySelectorAll('button')].find((b) => /lowres/i.test(b.dataset.name));
+  const s = [...$('serverWeights').querySelectorAll('button')].find((b) => /lowres|^3mm/i.test(b.dataset.name));
   if (s) return s.click();
   message('Choose model_lowres.pt (the 3 mm model) with "choose weights…"; the CT stays loaded. Download it from the link under Model if you do not have it.', 'warn');
   $('getWeights').hidden = false;
@@ -729,8 +737,7 @@ $('anywayBtn').addEventListener('click', () => {
   updateRun();
 });
 $('cancelBtn').addEventListener('click', () => {
-  if (app.nativeJob) apiFetch(`api/jobs/${app.nativeJob}`, { method: 'DELETE' }).catch(() => {});
-  else app.worker.postMessage({ op: 'cancel' });
+  if (!cancelNative()) app.worker.postMessage({ op: 'cancel' });
   $('progressText').textContent = 'Cancelling after the current window…';
 });
 
@@ -865,12 +872,48 @@ function jumpTo(label) {
   for (const li of legendItems(false)) li.classList.toggle('current', +li.dataset.label === label);
 }
 
+// ---- offline: the service worker -------------------------------------------------------
+
+// registerOffline installs the service worker (sw.js) that keeps this build of the app for
+// use without a network. Not under ctseg app, whose origin (its port) changes at every start.
+async function registerOffline() {
+  if (self.CTSEG_BUILD) $('buildInfo').textContent = `ctseg ${self.CTSEG_VERSION} · build ${self.CTSEG_BUILD}`;
+  if (!('serviceWorker' in navigator) || app.native || app.nativeMissing) return;
+  let reg;
+  try {
+    // 'none': the browser also checks build.js, which changes with every build, past the HTTP cache
+    reg = await navigator.serviceWorker.register('sw.js', { updateViaCache: 'none' });
+  } catch (e) {
+    return; // no offline use (e.g. a private window); everything else works
+  }
+  const ready = () => { if (reg.waiting && navigator.serviceWorker.controller) newBuildReady(reg.waiting); };
+  ready();
+  reg.addEventListener('updatefound', () => {
+    const w = reg.installing;
+    if (w) w.addEventListener('statechange', () => { if (w.state === 'installed') ready(); });
+  });
+  navigator.serviceWorker.addEventListener('controllerchange', () => { if (app.reloadOnChange) location.reload(); });
+}
+
+// newBuildReady: a new deployment is cached whole and waits. An idle page switches to it at
+// once (and reloads, so it never runs files of two builds); a page holding a CT asks first.
+function newBuildReady(worker) {
+  const go = () => {
+    app.reloadOnChange = true;
+    worker.postMessage('skipWaiting');
+  };
+  if (!app.ct && !app.running) return go();
+  $('update').hidden = false;
+  $('updateBtn').onclick = go;
+}
+
 // ---- start -----------------------------------------------------------------------------
 
 async function init() {
   startWorker();
   const [table] = await Promise.all([call('labelTable', {}), checkWebGPU(), detectNative()]);
   showNative();
+  registerOffline();
   app.names = table.names;
   app.colors = table.colors;
   viewer.setColors(table.colors);
