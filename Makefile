@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean device-kit
+.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean device-kit release
 
 all: build
 
@@ -47,6 +47,18 @@ FUZZ_TARGETS := volume:FuzzParseNIfTI:200000 volume:FuzzParseNIfTIGzip:100000 vo
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do IFS=: read -r pkg name n <<< "$$t"; \
 		$(GO) test -run '^$$' -fuzz="^$$name\$$" -fuzztime=$${n}x -parallel=1 ./$$pkg/ ; done
+
+# make release VERSION=X: the release archives in $(RELEASE_DIR) (README, "Release binaries").
+# VERSION names files, so it is checked here, before anything runs, to fail in one line.
+RELEASE_DIR ?= dist/release
+version_chars := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . + -
+version_rest = $(if $(2),$(call version_rest,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,99,$(2))),$(1))
+version_spaced = $(if $(2),$(call version_spaced,$(subst $(firstword $(2)),$(firstword $(2)) ,$(1)),$(wordlist 2,99,$(2))),$(1))
+version_bad = $(or $(filter-out 1,$(words $(VERSION))),$(filter .% +% -%,$(VERSION)),$(call version_rest,$(VERSION),$(version_chars)),$(word 65,$(call version_spaced,$(VERSION),$(version_chars))))
+release:
+	$(if $(VERSION),,$(error make release: VERSION is required, e.g. make release VERSION=1.0.0))
+	$(if $(version_bad),$(error make release: VERSION "$(VERSION)" names files: use up to 64 letters, digits and . + - only, starting with a letter or digit))
+	@scripts/release.sh '$(VERSION)' '$(RELEASE_DIR)'
 
 # ADDR and WEIGHTS (a directory of model.pt / model_lowres.pt) are optional.
 ADDR ?= 127.0.0.1:8080
