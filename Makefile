@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean device-kit release
+.PHONY: all build wasm deps test test-go test-limits fuzz vet run bench clean device-kit release test-release
 
 all: build
 
@@ -26,9 +26,10 @@ wasm:
 vet:
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm
+	$(GO) vet -tags release ./scripts/releasetest
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps build vet test-go test-limits fuzz
+test: deps build vet test-go test-limits fuzz test-release
 
 test-go:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -count=1 -timeout 30m ./...
@@ -59,6 +60,16 @@ release:
 	$(if $(VERSION),,$(error make release: VERSION is required, e.g. make release VERSION=1.0.0))
 	$(if $(version_bad),$(error make release: VERSION "$(VERSION)" names files: use up to 64 letters, digits and . + - only, starting with a letter or digit))
 	@scripts/release.sh '$(VERSION)' '$(RELEASE_DIR)'
+
+# The release archives built as `make release` builds them, then checked: contents, checksums,
+# and each binary's golden forward pass on the CPU where no GPU exists: linux/arm64 under
+# qemu-user, windows/amd64 under wine (README, "Release binaries").
+RELEASE_TEST_VERSION := 0.0.0-test
+test-release:
+	mkdir -p dist
+	set -o pipefail; $(MAKE) --no-print-directory release VERSION=$(RELEASE_TEST_VERSION) RELEASE_DIR=dist/release-test | tee dist/release-test.log
+	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) CTSEG_RELEASE_DIR=$(CURDIR)/dist/release-test CTSEG_RELEASE_VERSION=$(RELEASE_TEST_VERSION) \
+		CTSEG_RELEASE_LOG=$(CURDIR)/dist/release-test.log $(GO) test -tags release -count=1 -timeout 10m ./scripts/releasetest/
 
 # ADDR and WEIGHTS (a directory of model.pt / model_lowres.pt) are optional.
 ADDR ?= 127.0.0.1:8080
