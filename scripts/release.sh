@@ -25,6 +25,18 @@ code=2
 	fail "VERSION \"$version\" names files: use up to 64 letters, digits and . + - only, starting with a letter or digit"
 code=1
 
+# OUT_DIR is removed before the new release goes there: only ever one that holds a release.
+if [ -e "$out" ] || [ -L "$out" ]; then
+	[ -d "$out" ] && [ ! -L "$out" ] || fail "$out is not a folder of release archives: not replacing it"
+	for f in "$out"/* "$out"/.[!.]*; do
+		[ -e "$f" ] || continue
+		case ${f##*/} in
+		ctseg_*.tar.gz | ctseg_*.zip | SHA256SUMS) ;;
+		*) fail "$out holds ${f##*/}, which no release wrote: not replacing it (choose another RELEASE_DIR)" ;;
+		esac
+	done
+fi
+
 # What a Mac build needs is in README.md, and printed from there so the two never differ.
 macos=$(awk '/^\*\*macOS\.\*\*/{p=1} p&&/^$/{exit} p' README.md)
 [ -n "$macos" ] || fail "README.md lost its **macOS.** paragraph (Release binaries)"
@@ -69,8 +81,8 @@ go build -o "$stage/notices" ./scripts/notices
 go build -o "$stage/archive" ./scripts/archive
 
 # -trimpath keeps this machine's paths out of the binaries; -s -w drop the symbol table and
-# DWARF (about a third of the size). Go's build cache keeps each platform's compiled packages
-# between runs, so a second release only links.
+# DWARF (linux/amd64: 40.7 MB to 32.4 MB). Go's build cache keeps each platform's compiled
+# packages between runs, so a second release mostly links.
 ldflags="-s -w -X ctseg/native/cli.version=$version -X ctseg/native/cli.buildCommit=$commit"
 mkdir "$stage/out"
 archives=()

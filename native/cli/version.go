@@ -66,8 +66,8 @@ func commit() string {
 // wgpuNativeVersion decodes wgpuGetVersion's packed integer: wgpu-native (src/logging.rs) puts
 // the first four dot-separated parts of its version, "v22.1.0.5" say, into the bytes of a
 // uint32, most significant first. A library built without WGPU_NATIVE_VERSION set returns 0,
-// as cogentcore/webgpu v0.23.0's linux/amd64 and windows/amd64 libraries do (built from
-// wgpu-native's main branch by a plain `cargo build`); its linux/arm64 library is a release.
+// as cogentcore/webgpu v0.23.0's do on linux/amd64, linux/arm64 and windows/amd64 (measured;
+// its build workflow runs a plain `cargo build` of wgpu-native's main branch).
 func wgpuNativeVersion(v uint32) string {
 	if v == 0 {
 		return unknownWGPU

@@ -25,7 +25,7 @@ import (
 	"strings"
 )
 
-// The module holding the wgpu-native static libraries, and where they lie inside it.
+// The module that ships the wgpu-native static libraries (in wgpu/lib/GOOS/GOARCH).
 const webgpuModule = "github.com/cogentcore/webgpu"
 
 // wasmPkg is the browser app's main package: the binary embeds its wasm build (viewer/static/gen).

@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -413,8 +414,9 @@ func run(t *testing.T, r runner, bin string, args ...string) (stdout string) {
 func checkRun(t *testing.T, r runner, bin string, tg target, version, device string, tol float64) {
 	t.Helper()
 	v := run(t, r, bin, "version")
-	want := regexp.MustCompile(`^ctseg ` + regexp.QuoteMeta(version) + `\ncommit: [0-9a-f]{40}(-dirty)?\ngo: go1\.\d+(\.\d+)?\nwgpu-native: .+\nplatform: ` +
-		tg.goos + "/" + tg.goarch + "\n$")
+	// The Go that built the archives is the one running this test (make test-release).
+	want := regexp.MustCompile(`^ctseg ` + regexp.QuoteMeta(version) + `\ncommit: [0-9a-f]{40}(-dirty)?\ngo: ` + regexp.QuoteMeta(runtime.Version()) +
+		`\nwgpu-native: (\d+\.\d+\.\d+\.\d+|unknown \(the library was built without a version\))\nplatform: ` + tg.goos + "/" + tg.goarch + "\n$")
 	if !want.MatchString(v) {
 		t.Errorf("ctseg version printed\n%s\nwant it to match %s", v, want)
 	}
@@ -542,6 +544,32 @@ func TestMacOSNote(t *testing.T) {
 	}
 	if !strings.HasSuffix(string(log), "Not built: macOS (it needs Apple's SDK, which is not on this machine).\n"+para) {
 		t.Errorf("make release's output does not end with the README's macOS paragraph:\n%s", log)
+	}
+}
+
+// TestForeignFolder: the release replaces its folder whole, so a folder holding anything a
+// release did not write (RELEASE_DIR=. say) is refused before anything is built or removed.
+func TestForeignFolder(t *testing.T) {
+	root := repoRoot(t)
+	for _, mk := range []func(string) string{
+		func(d string) string { os.WriteFile(filepath.Join(d, "notes.txt"), nil, 0o644); return d },
+		func(d string) string { os.WriteFile(filepath.Join(d, ".hidden"), nil, 0o644); return d },
+		func(d string) string { p := filepath.Join(d, "file"); os.WriteFile(p, nil, 0o644); return p },
+		func(d string) string { return root },
+	} {
+		out := mk(t.TempDir())
+		before, _ := os.ReadDir(out)
+		cmd := exec.Command("scripts/release.sh", "1.0.0", out)
+		cmd.Dir = root
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err == nil || stdout.Len() != 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "not replacing it") {
+			t.Errorf("release into %s: %v, stdout %q, stderr %q; want a one-line refusal", out, err, stdout.String(), stderr.String())
+		}
+		if after, _ := os.ReadDir(out); len(after) != len(before) {
+			t.Errorf("%s changed", out)
+		}
 	}
 }
 
