@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm site deps test test-go test-limits fuzz vet run bench clean device-kit
+.PHONY: all build wasm site deps test test-go test-limits fuzz vet run bench clean device-kit release test-release
 
 all: build
 
@@ -28,9 +28,10 @@ wasm:
 vet:
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm
+	$(GO) vet -tags release ./scripts/releasetest
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps build vet test-go test-limits fuzz
+test: deps build vet test-go test-limits fuzz test-release
 
 test-go:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -count=1 -timeout 30m ./...
@@ -49,6 +50,28 @@ FUZZ_TARGETS := volume:FuzzParseNIfTI:200000 volume:FuzzParseNIfTIGzip:100000 vo
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do IFS=: read -r pkg name n <<< "$$t"; \
 		$(GO) test -run '^$$' -fuzz="^$$name\$$" -fuzztime=$${n}x -parallel=1 ./$$pkg/ ; done
+
+# make release VERSION=X: the release archives in $(RELEASE_DIR) (README, "Release binaries").
+# VERSION names files, so it is checked here, before anything runs, to fail in one line.
+RELEASE_DIR ?= dist/release
+version_chars := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z 0 1 2 3 4 5 6 7 8 9 . + -
+version_rest = $(if $(2),$(call version_rest,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,99,$(2))),$(1))
+version_spaced = $(if $(2),$(call version_spaced,$(subst $(firstword $(2)),$(firstword $(2)) ,$(1)),$(wordlist 2,99,$(2))),$(1))
+version_bad = $(or $(filter-out 1,$(words $(VERSION))),$(filter .% +% -%,$(VERSION)),$(call version_rest,$(VERSION),$(version_chars)),$(word 65,$(call version_spaced,$(VERSION),$(version_chars))))
+release:
+	$(if $(VERSION),,$(error make release: VERSION is required, e.g. make release VERSION=1.0.0))
+	$(if $(version_bad),$(error make release: VERSION "$(VERSION)" names files: use up to 64 letters, digits and . + - only, starting with a letter or digit))
+	@scripts/release.sh '$(VERSION)' '$(RELEASE_DIR)'
+
+# The release archives built as `make release` builds them, then checked: contents, checksums,
+# and each binary's golden forward pass on the CPU where no GPU exists: linux/arm64 under
+# qemu-user, windows/amd64 under wine (README, "Release binaries").
+RELEASE_TEST_VERSION := 0.0.0-test
+test-release:
+	mkdir -p dist
+	set -o pipefail; $(MAKE) --no-print-directory release VERSION=$(RELEASE_TEST_VERSION) RELEASE_DIR=dist/release-test | tee dist/release-test.log
+	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) CTSEG_RELEASE_DIR=$(CURDIR)/dist/release-test CTSEG_RELEASE_VERSION=$(RELEASE_TEST_VERSION) \
+		CTSEG_RELEASE_LOG=$(CURDIR)/dist/release-test.log $(GO) test -tags release -count=1 -timeout 10m ./scripts/releasetest/
 
 # The page as a static site in dist/site for any web host; WEIGHTS (a directory of model.pt /
 # model_lowres.pt) optionally puts the weights, converted to f16, on the site (README: Use it).

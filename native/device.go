@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -21,7 +22,8 @@ import (
 
 // DeviceOptions choose the adapter.
 type DeviceOptions struct {
-	// Backend: "vulkan" (default), "gl", or "any".
+	// Backend: "vulkan" (the default on Linux), "gl", or "any" (the default on macOS and
+	// Windows: Metal, D3D12 or Vulkan).
 	Backend string
 	// DefaultLimits requests only WebGPU's default limits (what a browser gives without
 	// asking), to prove a plan fits them.
@@ -42,7 +44,13 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	}
 	backends := wgpu.InstanceBackendVulkan
 	switch strings.ToLower(opt.Backend) {
-	case "", "vulkan":
+	case "":
+		// Vulkan on Linux (what the tests pin); elsewhere the platform's own API: Metal on
+		// macOS (no Vulkan there without MoltenVK), D3D12 or Vulkan on Windows.
+		if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+			backends = wgpu.InstanceBackendPrimary
+		}
+	case "vulkan":
 	case "gl":
 		backends = wgpu.InstanceBackendGL
 	case "any":
