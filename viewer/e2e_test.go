@@ -420,6 +420,13 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.NotContains(t, string(out), "Error", "dciodvfy on the page's DICOM SEG")
 	t.Logf("DICOM SEG from the page: %d structures, %d frames, %d bytes", sum.Segments, sum.Frames, len(pageSeg))
 
+	// Offline use under ctseg serve too: the page's service worker holds this build whole.
+	keys, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`caches.keys()`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	build, err := chromedp.Run(ctx, chromedp.Evaluate[string](`self.CTSEG_BUILD`))
+	require.NoError(t, err)
+	require.Equal(t, []string{"ctseg-" + build}, keys, "the service worker's cache under ctseg serve")
+
 	t.Run("nothing leaves the machine", func(t *testing.T) {
 		// Every request of the browser went through the test's proxy. Those for the app's
 		// server were downloads (GET), the worker's included; nothing else went anywhere but
@@ -511,7 +518,7 @@ func buildApp(t *testing.T, root string) string {
 	tmp := t.TempDir()
 	gen := filepath.Join(root, "viewer", "static", "gen")
 	wasm := filepath.Join(tmp, "ctseg.wasm")
-	run(t, root, []string{"GOOS=js", "GOARCH=wasm"}, goTool(), "build", "-o", wasm, "./wasm")
+	run(t, root, []string{"GOOS=js", "GOARCH=wasm"}, goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", wasm, "./wasm") // as make build
 	goroot := strings.TrimSpace(string(output(t, root, goTool(), "env", "GOROOT")))
 	replaceIfChanged(t, filepath.Join(gen, "ctseg.wasm"), wasm)
 	replaceIfChanged(t, filepath.Join(gen, "wasm_exec.js"), filepath.Join(goroot, "lib", "wasm", "wasm_exec.js"))
