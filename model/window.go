@@ -543,3 +543,38 @@ func SlidingWindow(x *Tensor, opt WindowOptions, outChannels int, predict func(w
 	}
 	return blend.Result()
 }
+
+// WeightSum returns the denominator of the blend on one slice of the image: for every voxel at
+// index w of the last axis (in the image, not the padded volume), the sum of the importance
+// weights of the windows covering it, D x H values with D fastest (as volume slices). With Constant blending it
+// counts the windows, which jumps at every window's edge: there the blended result can show
+// seams; the gaussian weights fall off towards the edges and hide them.
+func (p *WindowPlan) WeightSum(w int) ([]float32, error) {
+	if w < 0 || w >= p.Size[2] {
+		return nil, fmt.Errorf("slice %d is outside 0..%d", w, p.Size[2]-1)
+	}
+	imp := p.ImportanceMap()
+	r := p.ROI
+	out := make([]float32, p.Size[0]*p.Size[1])
+	pw := w + p.PadBefore[2]
+	for _, st := range p.Windows() {
+		lw := pw - st[2]
+		if lw < 0 || lw >= r[2] {
+			continue
+		}
+		for ld := 0; ld < r[0]; ld++ {
+			d := st[0] + ld - p.PadBefore[0]
+			if d < 0 || d >= p.Size[0] {
+				continue
+			}
+			for lh := 0; lh < r[1]; lh++ {
+				h := st[1] + lh - p.PadBefore[1]
+				if h < 0 || h >= p.Size[1] {
+					continue
+				}
+				out[d+p.Size[0]*h] += imp[(ld*r[1]+lh)*r[2]+lw]
+			}
+		}
+	}
+	return out, nil
+}

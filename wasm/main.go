@@ -30,17 +30,20 @@ import (
 
 func main() {
 	api := map[string]any{
-		"loadCT":      asyncFunc(loadCT),
-		"loadSeries":  asyncFunc(loadSeries),
-		"loadWeights": asyncFunc(loadWeights),
-		"loadLabels":  asyncFunc(loadLabels),
-		"segment":     asyncFunc(segment),
-		"tune":        asyncFunc(tune),
-		"labelsNifti": asyncFunc(labelsNifti),
-		"statsCSV":    asyncFunc(statsCSV),
-		"dicomSeg":    asyncFunc(dicomSeg),
-		"ctNifti":     asyncFunc(ctNifti),
-		"labelTable":  js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
+		"loadCT":          asyncFunc(loadCT),
+		"loadSeries":      asyncFunc(loadSeries),
+		"loadWeights":     asyncFunc(loadWeights),
+		"loadLabels":      asyncFunc(loadLabels),
+		"segment":         asyncFunc(segment),
+		"tune":            asyncFunc(tune),
+		"labelsNifti":     asyncFunc(labelsNifti),
+		"statsCSV":        asyncFunc(statsCSV),
+		"dicomSeg":        asyncFunc(dicomSeg),
+		"ctNifti":         asyncFunc(ctNifti),
+		"netInfo":         asyncFunc(netInfo),
+		"preprocessStory": asyncFunc(preprocessStory),
+		"windowStory":     asyncFunc(windowStory),
+		"labelTable":      js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
 	}
 	js.Global().Set("ctsegGo", js.ValueOf(api))
 	if ready := js.Global().Get("ctsegReady"); ready.Type() == js.TypeFunction {

@@ -5,6 +5,7 @@
 // user may run the network natively, and the CT goes to that local process, never further.
 import { Viewer, indexLabels, nearestVoxel } from './views.js';
 import { Render3D } from './render3d.js';
+import { Teach } from './teach.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -39,6 +40,37 @@ const app = {
 const viewer = new Viewer({ axial: $('axial'), coronal: $('coronal'), sagittal: $('sagittal') }, showHover);
 viewer.onWindow = (w) => { $('winW').value = Math.round(w.w); $('winL').value = Math.round(w.l); };
 const view3d = new Render3D($('view3d'), viewer, showHover);
+const teach = new Teach($('teach'), {
+  call: (op, args) => call(op, args),
+  viewer,
+  app,
+  get names() { return app.names; },
+  get colors() { return app.colors; },
+  spacing: () => $('spacing').value,
+  roi: () => testROI || 96,
+  // the settings of a run, for the probes and the experiment
+  runArgs: (extra) => ({ ...extra, spacing: +$('spacing').value, precision: $('precision').value, roi: testROI }),
+  showLabels: (labels) => viewer.setLabels(labels || (app.result && app.result.labels)),
+  setWindow: (w, l) => {
+    viewer.setWindow(w, l);
+    $('winW').value = Math.round(w);
+    $('winL').value = Math.round(l);
+  },
+});
+// For the end-to-end tests: what the page shows, read without scraping pixels.
+window.ctsegTest = { cursor: () => viewer.cursor, teachState: () => ({ ...teach.state }) };
+viewer.onCursor = () => teach.cursorMoved();
+
+// setTeach opens or closes the Teach view.
+function setTeach(on) {
+  document.body.dataset.mode = on ? 'teach' : 'view';
+  $('teach').hidden = !on;
+  $('teachBtn').setAttribute('aria-pressed', String(on));
+  if (on) teach.show(teach.state.tab);
+  else viewer.setConfidence(null);
+  viewer.redrawAll(false);
+}
+$('teachBtn').addEventListener('click', () => setTeach($('teach').hidden));
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -353,6 +385,7 @@ async function loadCT(source, name, series) {
     renderLegend();
     $('dlLabels').disabled = $('dlStats').disabled = $('dlSeg').disabled = true;
     $('summary').textContent = '';
+    teach.refresh();
     if (info.notCT) message(`${name} does not look like a CT: ${info.notCT}. The model only makes sense on CT.`, 'warn', ['anyway'], 'ct');
     else if (info.notes) message(`${name}: ${info.notes}.`, 'warn', undefined, 'ct');
     setState('ready');
@@ -620,7 +653,7 @@ async function run() {
 // runInBrowser runs the network in the worker on this browser's GPU (WebGPU).
 async function runInBrowser(t0) {
   const fault = testFaults.shift();
-  const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault });
+  const r = await call('segment', { spacing: +$('spacing').value, precision: $('precision').value, roi: testROI, fault, confidence: true });
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   $('progressText').textContent = `Done: ${r.windows} windows in ${secs} s on ${r.adapter}${r.tiles ? `, tuned tiles ${r.tiles}` : ''}${testROI ? ` (test window ${testROI})` : ''}.`;
   showResult(r, `${r.stats.length} structures found · ${$('spacing').value} mm model, ${$('precision').value} · ${secs} s · GPU memory ${Math.round(r.peakMB)} MiB`);
@@ -637,6 +670,7 @@ function showResult(r, summary) {
   $('dlLabels').disabled = $('dlStats').disabled = false;
   $('dlSeg').disabled = r.stats.length === 0; // a DICOM Segmentation needs a structure
   $('dlSeg').title = r.stats.length ? 'The labels as a DICOM Segmentation of the series, for a PACS or a DICOM viewer' : 'No structure was found: a DICOM Segmentation needs one';
+  teach.refresh();
 }
 
 // openLabels shows a label map of the loaded CT made earlier, without running the network. It
@@ -926,6 +960,19 @@ async function init() {
   showWeights();
   updateRun();
   setState(document.body.dataset.state === 'starting' ? 'idle' : document.body.dataset.state);
+  openLesson(Teach.parseHash(location.hash));
+}
+
+// openLesson opens the Teach view as a lesson link describes it: the sample CT loaded where
+// the link names it, the tab, the voxel, the block and the thresholds.
+async function openLesson(lesson) {
+  if (!lesson) return;
+  if (lesson.sample && !app.ct) {
+    const r = await fetch('sample/example_ct.nii.gz');
+    if (r.ok) await loadCT(await r.blob(), 'example_ct.nii.gz');
+  }
+  setTeach(true);
+  teach.restore(lesson);
 }
 
 init().catch((e) => {

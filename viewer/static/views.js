@@ -123,6 +123,14 @@ export class Viewer {
     this.redrawAll(true);
   }
 
+  // setConfidence shows where the model hesitates over the labels: {p1, p2, second} on the
+  // CT's grid (Uint8Arrays, probabilities times 255, and the runner-up label), mode 'p1' or
+  // 'margin' (p1 - p2), thr in the same units; null for the plain labels.
+  setConfidence(c) {
+    this.conf = c;
+    this.redrawAll(true);
+  }
+
   updateLUT() {
     const { w, l } = this.window;
     const lo = l - w / 2;
@@ -197,13 +205,37 @@ export class Viewer {
     const dv = g.flipV ? -st[g.av] : st[g.av];
     let rowStart = this.cursor[g.af] * st[g.af] + (g.flipU ? (W - 1) * st[g.au] : 0) + (g.flipV ? (H - 1) * st[g.av] : 0);
     const colors = this.colors, vis = this.visible, a = this.opacity;
+    const conf = labels ? this.conf : null;
     let o = 0;
     for (let v = 0; v < H; v++, rowStart += dv) {
       let i = rowStart;
       for (let u = 0; u < W; u++, i += du, o += 4) {
         const gray = lut[hu[i] + 32768];
         const l = labels ? labels[i] : 0;
-        if (l && vis[l]) {
+        if (conf) {
+          // Where the model hesitates (p1, or p1 - p2, under the threshold) the two candidates'
+          // colours are mixed by their shares of p1 + p2 (NiiVue's PAQD); elsewhere the label
+          // is faint, so the eye goes to the doubt.
+          const p1 = conf.p1[i], p2 = conf.p2[i], s2 = conf.second[i];
+          const c = conf.mode === 'margin' ? p1 - p2 : p1;
+          let r = 0, gg = 0, b = 0, al = 0;
+          if (c < conf.thr) {
+            const w2 = p1 + p2 > 0 ? p2 / (p1 + p2) : 0;
+            const c1 = 3 * l, c2 = 3 * s2;
+            const k1 = l ? 1 - w2 : 0, k2 = s2 ? w2 : 0;
+            r = colors[c1] * k1 + colors[c2] * k2;
+            gg = colors[c1 + 1] * k1 + colors[c2 + 1] * k2;
+            b = colors[c1 + 2] * k1 + colors[c2 + 2] * k2;
+            al = Math.max(a, 0.75) * (k1 + k2);
+            if (k1 + k2 > 0) { r /= k1 + k2; gg /= k1 + k2; b /= k1 + k2; }
+          } else if (l && vis[l]) {
+            r = colors[3 * l]; gg = colors[3 * l + 1]; b = colors[3 * l + 2];
+            al = a * 0.25;
+          }
+          px[o] = gray + (r - gray) * al;
+          px[o + 1] = gray + (gg - gray) * al;
+          px[o + 2] = gray + (b - gray) * al;
+        } else if (l && vis[l]) {
           const c = 3 * l;
           px[o] = gray + (colors[c] - gray) * a;
           px[o + 1] = gray + (colors[c + 1] - gray) * a;
@@ -271,6 +303,7 @@ export class Viewer {
   setCursor(p) {
     const old = this.cursor;
     this.cursor = p.map((x, a) => Math.max(0, Math.min(this.vol.dims[a] - 1, x)));
+    if (this.onCursor) this.onCursor(this.cursor);
     for (const name of Object.keys(this.state)) {
       const af = this.geom(name).af;
       this.redraw(name, old[af] !== this.cursor[af]);

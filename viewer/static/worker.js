@@ -195,6 +195,17 @@ const ops = {
     const r = await ctsegGo.dicomSeg();
     return [r, r.parts.map((p) => p.buffer)];
   },
+  async netInfo(m) {
+    return ctsegGo.netInfo(m);
+  },
+  async preprocessStory(m) {
+    const v = await ctsegGo.preprocessStory(m);
+    return [v, v.steps.map((s) => s.slice.buffer)];
+  },
+  async windowStory(m) {
+    const v = await ctsegGo.windowStory(m);
+    return [v, [v.importance.buffer, v.gaussian.buffer, v.constant.buffer, v.pre.buffer]];
+  },
   async ctNifti() {
     const parts = await ctsegGo.ctNifti();
     return [parts, parts.map((p) => p.buffer)];
