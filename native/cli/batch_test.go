@@ -111,6 +111,13 @@ func TestBatch(t *testing.T) {
 	assert.Contains(t, readRecord(t, out, "sub-01").Notes, "no DICOM Segmentation: the input is not a DICOM series")
 	noTemporaries(t, out)
 
+	// --dry-run counts without writing or opening the GPU; into a new folder it creates nothing
+	r = mustRun(t, batchArgs(t, manifest, out, "--dicom-seg", "--dry-run")...)
+	assert.Equal(t, "manifest: 4 cases\nshard 0 of 1: 4 cases, 3 done, 1 to run\n", r.stdout)
+	r = mustRun(t, batchArgs(t, manifest, filepath.Join(d, "none"), "--dry-run", "--shards", "3", "--shard", "1")...)
+	assert.Equal(t, "manifest: 4 cases\nshard 1 of 3: 1 cases, 0 done, 1 to run\n", r.stdout)
+	assert.False(t, exists(filepath.Join(d, "none")))
+
 	// a rerun skips the done cases: their records stay as they were
 	before := map[string][]byte{}
 	for _, c := range theCohort {
