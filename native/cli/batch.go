@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -98,6 +97,10 @@ func runBatch(env *Env, args []string) error {
 	if err != nil {
 		return usageError(err)
 	}
+	// From here a SIGTERM is a stop (exit 75), also while the weights load and the done cases
+	// are counted.
+	stop := newStopper()
+	defer stop.close()
 	m, err := readManifest(*manifest)
 	if err != nil {
 		return usageError(err)
@@ -131,13 +134,18 @@ func runBatch(env *Env, args []string) error {
 	}
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
+	settings := cohort.Settings{Spacing: *spacing, Precision: *precision, Device: *device, ROI: *roi, DicomSeg: *dicomSeg}
+	if *device == "cpu" {
+		settings.Precision = "f32" // the CPU implementation computes in f32 whatever --precision says
+	}
 	b := &batchRun{
 		env: env, out: *out, dicomSeg: *dicomSeg, net: net,
 		opt:      pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt},
 		weights:  cohort.Weights{Path: wfile, SHA256: wsum},
-		settings: cohort.Settings{Spacing: *spacing, Precision: *precision, Device: *device, ROI: *roi, DicomSeg: *dicomSeg},
+		settings: settings,
 		adapter:  "cpu (ctseg's CPU implementation, f32)",
 		version:  pipeline.SoftwareVersion(),
+		stop:     stop,
 	}
 	b.host, _ = os.Hostname()
 	mine := m.Shard(si, sn)
@@ -160,6 +168,9 @@ func runBatch(env *Env, args []string) error {
 		si, sn, len(mine), len(m.Cases), len(mine)-len(pending), len(pending))
 	if len(pending) == 0 {
 		return nil
+	}
+	if stop.stopping() {
+		return &exitError{code: exitStopped, err: fmt.Errorf("stopped by %s before any case ran: run the same command again", stop.signal())}
 	}
 	return b.run(pending, *device == "gpu", *adapter, *verbose)
 }
@@ -240,43 +251,17 @@ func checkManifest(out, given string, m *cohort.Manifest) error {
 }
 
 // keepManifest keeps the manifest in DIR (inputs absolute), which summarize reads, unless DIR
-// has one (checkManifest). Shards starting together race to create it: the first link wins
-// and the others check against it.
+// has one (checkManifest). Shards starting together race to create it: the first one wins and
+// the others check against it.
 func keepManifest(out, given string, m *cohort.Manifest) error {
 	if err := checkManifest(out, given, m); !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := m.Encode(&buf, nil); err != nil {
-		return err
-	}
-	path := filepath.Join(out, cohort.ManifestName)
-	tmp, err := os.CreateTemp(out, "."+cohort.ManifestName+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(buf.Bytes())
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
+	err := atomicfile.WriteNew(filepath.Join(out, cohort.ManifestName), func(w io.Writer) error { return m.Encode(w, nil) })
+	if errors.Is(err, os.ErrExist) {
 		return checkManifest(out, given, m) // another shard made it first
 	}
-	syncDir(out)
-	return nil
+	return err
 }
 
 // batchRun is one shard's run: the network loaded once, the GPU set up once.
@@ -318,8 +303,6 @@ type preparedCase struct {
 // run segments the pending cases: while the GPU runs one, the next is read and preprocessed.
 func (b *batchRun) run(pending []cohort.Case, useGPU bool, adapter string, verbose bool) error {
 	start := time.Now()
-	b.stop = newStopper()
-	defer b.stop.close()
 	ctx, cancel := context.WithCancel(b.stop.ctx)
 	defer cancel()
 	// The GPU is set up (device, pipelines, weights uploaded) while the first case is read.
@@ -460,8 +443,12 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 	rec.Preprocessed = &cohort.Preprocessed{Dims: p.prep.PreDims(), Windows: p.prep.Windows()}
 	opt := b.opt
 	runStart := time.Now()
-	opt.Progress = func(done, total int) { b.bar.window(k, done, total) }
-	opt.Cancelled = func() bool { return b.stop.dropCase(runStart, b.bar.windowsDone, b.bar.windowsTotal) }
+	var done, total int // windows: the pace at which the case runs, should a signal come
+	opt.Progress = func(d, t int) {
+		done, total = d, t
+		b.bar.window(k, d, t)
+	}
+	opt.Cancelled = func() bool { return b.stop.dropCase(runStart, done, total) }
 	res, err := runPrepared(p.prep, b.net, opt)
 	if errors.Is(err, pipeline.ErrCancelled) {
 		return nil, nil
@@ -491,7 +478,11 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 	defer outs.Abort()
 	force := atomicfile.Options{Force: true, Inputs: []string{p.c.Input}}
 	if _, err := writeSegOutputs(cenv, &outs, o, force, res, p.ct, p.header, p.series); err != nil {
-		return nil, err
+		if fileSystemTrouble(err) {
+			return nil, err
+		}
+		outs.Abort()
+		return rec, b.finishFailed(p, rec, err) // the case's own (a segmentation too large for DICOM)
 	}
 	if err := outs.Commit(); err != nil {
 		return nil, err
@@ -514,6 +505,15 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 	rec.Status = cohort.StatusOK
 	rec.Stages = append(rec.Stages, cohort.Stage{Name: "write", Seconds: time.Since(t).Seconds()})
 	return rec, b.writeRecord(dir, p, rec)
+}
+
+// fileSystemTrouble reports whether a write failed in the file system (full, read-only, gone,
+// no permission): the batch stops then, since every next case would fail alike.
+func fileSystemTrouble(err error) bool {
+	var pe *os.PathError
+	var le *os.LinkError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &errno)
 }
 
 // runPrepared runs the network on a prepared case; a bug in it fails the case, not the cohort.
@@ -548,7 +548,7 @@ func (b *batchRun) clearCase(dir string) error {
 	if err := os.Remove(filepath.Join(dir, cohort.RecordName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	syncDir(dir) // the record's removal reaches the disk before any output changes
+	atomicfile.SyncDir(dir) // the record's removal reaches the disk before any output changes
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -573,13 +573,6 @@ func (b *batchRun) writeRecord(dir string, p *preparedCase, rec *cohort.Record) 
 		rec.Seconds += s.Seconds
 	}
 	return atomicfile.Write(filepath.Join(dir, cohort.RecordName), atomicfile.Options{Force: true}, rec.Encode)
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 func dimsString(d [3]int) string { return fmt.Sprintf("%dx%dx%d", d[0], d[1], d[2]) }
@@ -664,16 +657,14 @@ func (s *stopper) dropCase(runStart time.Time, done, total int) bool {
 // cohortBar prints a line per case and, on a terminal, an overall bar with the ETA that
 // advances window by window.
 type cohortBar struct {
-	out                       io.Writer
-	cases                     int
-	bar                       *progressbar.ProgressBar
-	windowsDone, windowsTotal int // of the current case
+	out io.Writer
+	bar *progressbar.ProgressBar
 }
 
 const barSteps = 1000 // per case, so that the bar moves with the windows
 
 func newCohortBar(env *Env, cases int) *cohortBar {
-	b := &cohortBar{out: env.Stderr, cases: cases}
+	b := &cohortBar{out: env.Stderr}
 	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		b.bar = progressbar.NewOptions(cases*barSteps, progressbar.OptionSetWriter(env.Stderr), progressbar.OptionSetDescription("cases"),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionClearOnFinish())
@@ -682,14 +673,12 @@ func newCohortBar(env *Env, cases int) *cohortBar {
 }
 
 func (b *cohortBar) window(k, done, total int) {
-	b.windowsDone, b.windowsTotal = done, total
 	if b.bar != nil && total > 0 {
 		_ = b.bar.Set(k*barSteps + done*barSteps/total)
 	}
 }
 
 func (b *cohortBar) println(line string) {
-	b.windowsDone, b.windowsTotal = 0, 0
 	if b.bar != nil {
 		_ = b.bar.Clear()
 	}

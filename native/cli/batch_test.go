@@ -448,3 +448,26 @@ func TestBatchTerminated(t *testing.T) {
 	assert.False(t, exists(filepath.Join(out2, cohort.CasesDir, "whole", cohort.RecordName)))
 	noTemporaries(t, out2)
 }
+
+// TestBatchCPU: --device cpu runs ctseg's CPU implementation (f32 whatever --precision says, so
+// the record says f32) and gives what segment --device cpu gives.
+func TestBatchCPU(t *testing.T) {
+	d := t.TempDir()
+	manifest := cohorttest.Write(t, d, smallCohort[:1])
+	out := filepath.Join(d, "out")
+	cpu := []string{"--weights", smallModel(t), "--spacing", "3", "--roi", "32", "--device", "cpu", "--precision", "f16"}
+	mustRun(t, append([]string{"batch", "--manifest", manifest, "--out", out}, cpu...)...)
+	rec := readRecord(t, out, "c1")
+	assert.Equal(t, cohort.Settings{Spacing: 3, Precision: "f32", Device: "cpu", ROI: 32}, rec.Settings)
+	assert.Contains(t, rec.Adapter, "CPU implementation")
+	ref := filepath.Join(d, "ref.nii.gz")
+	mustRun(t, append([]string{"segment", "--input", rec.Input.Path, "--output", ref}, cpu...)...)
+	want, _, err := volume.ReadLabels(ref)
+	require.NoError(t, err)
+	got, _, err := volume.ReadLabels(filepath.Join(out, cohort.CasesDir, "c1", cohort.LabelsName))
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, got))
+	// the same command again: done (f16 and f32 are one setting on the CPU)
+	r := mustRun(t, append([]string{"batch", "--manifest", manifest, "--out", out}, append(cpu[:len(cpu)-1], "f32")...)...)
+	assert.Contains(t, r.stderr, "1 already done, 0 to run")
+}
