@@ -118,9 +118,9 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 	require.NoError(t, os.WriteFile(s.conf, []byte(conf), 0o644))
 	// a GPU for --gres=gpu:1: without a File= slurmd drops it and the node is invalid
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "gres.conf"), []byte("Name=gpu File=/dev/null\n"), 0o644))
-	for _, daemon := range []string{"slurmctld", "slurmd"} {
-		out, err := s.command(daemon).CombinedOutput()
-		require.NoError(t, err, "starting %s: %s\n%s", daemon, out, s.log(daemon+".log"))
+	for _, daemon := range [][]string{{"slurmctld"}, {"slurmd", "-N", "localhost"}} { // the node's name whatever the hostname
+		out, err := s.command(daemon[0], daemon[1:]...).CombinedOutput()
+		require.NoError(t, err, "starting %s: %s\n%s", daemon[0], out, s.log(daemon[0]+".log"))
 	}
 	t.Cleanup(func() {
 		// scontrol shutdown stops both daemons; whatever is left is ended by its pid
