@@ -46,7 +46,8 @@ test-limits:
 # spurious "context deadline exceeded" when a -fuzztime duration ends (golang/go#75804).
 FUZZ_TARGETS := volume:FuzzParseNIfTI:200000 volume:FuzzParseNIfTIGzip:100000 volume:FuzzParseLabels:100000 \
 	volume:FuzzPlanPreprocess:100000 weights:FuzzReadTorch:200000 weights:FuzzReadSafetensors:60000 \
-	volume/dicom:FuzzParse:200000 volume/dicom:FuzzLosslessJPEG:200000 volume/dicom:FuzzJPEGLS:200000
+	volume/dicom:FuzzParse:200000 volume/dicom:FuzzLosslessJPEG:200000 volume/dicom:FuzzJPEGLS:200000 \
+	cohort:FuzzParse:100000
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do IFS=: read -r pkg name n <<< "$$t"; \
 		$(GO) test -run '^$$' -fuzz="^$$name\$$" -fuzztime=$${n}x -parallel=1 ./$$pkg/ ; done

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,6 +32,79 @@ type DeviceOptions struct {
 	// Timestamps asks for timestamp queries where the adapter offers them (for benchmarks;
 	// gpu.Context.Timestamps says whether it got them).
 	Timestamps bool
+	// Adapter chooses among several adapters (a node with several GPUs, where Vulkan ignores
+	// CUDA_VISIBLE_DEVICES): a number is an index in the order Adapters lists them, anything
+	// else must be found (case-insensitive) in the name of exactly one adapter. Empty: the
+	// high-performance adapter wgpu prefers.
+	Adapter string
+}
+
+// AdapterInfo describes one adapter for `ctseg adapters`.
+type AdapterInfo struct {
+	Index   int
+	Name    string // what Open's context reports: "NAME (backend, type)"
+	Vendor  string
+	Backend string
+	Type    string
+}
+
+// Adapters lists the adapters of backend ("" as in DeviceOptions), in the order Adapter's
+// indices count.
+func Adapters(backend string) ([]AdapterInfo, error) {
+	backends, err := backendFlags(backend)
+	if err != nil {
+		return nil, err
+	}
+	ads := instance(backends).EnumerateAdapters(&wgpu.InstanceEnumerateAdapterOptons{Backends: backends})
+	out := make([]AdapterInfo, len(ads))
+	for i, ad := range ads {
+		out[i] = describe(i, ad.GetInfo())
+		ad.Release()
+	}
+	return out, nil
+}
+
+func describe(i int, info wgpu.AdapterInfo) AdapterInfo {
+	return AdapterInfo{Index: i, Name: fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType),
+		Vendor: info.VendorName, Backend: info.BackendType.String(), Type: info.AdapterType.String()}
+}
+
+// chooseAdapter finds DeviceOptions.Adapter among the enumerated adapters and releases the others.
+func chooseAdapter(inst *wgpu.Instance, backends wgpu.InstanceBackend, want string) (*wgpu.Adapter, error) {
+	ads := inst.EnumerateAdapters(&wgpu.InstanceEnumerateAdapterOptons{Backends: backends})
+	var names []string
+	pick := -1
+	ambiguous := false
+	if n, err := strconv.Atoi(want); err == nil {
+		if n >= 0 && n < len(ads) {
+			pick = n
+		}
+	} else {
+		for i, ad := range ads {
+			info := ad.GetInfo()
+			d := describe(i, info)
+			hay := strings.ToLower(strings.Join([]string{d.Name, info.Name, info.DriverDescription, info.VendorName}, " "))
+			if strings.Contains(hay, strings.ToLower(want)) {
+				ambiguous = pick >= 0
+				pick = i
+			}
+		}
+	}
+	for i, ad := range ads {
+		names = append(names, fmt.Sprintf("%d: %s", i, describe(i, ad.GetInfo()).Name))
+		if i != pick || ambiguous {
+			ad.Release()
+		}
+	}
+	switch {
+	case len(ads) == 0:
+		return nil, ErrNoAdapter
+	case ambiguous:
+		return nil, fmt.Errorf("adapter %q names several adapters: give its index (%s)", want, strings.Join(names, "; "))
+	case pick < 0:
+		return nil, fmt.Errorf("adapter %q: no such adapter (%s)", want, strings.Join(names, "; "))
+	}
+	return ads[pick], nil
 }
 
 // ErrNoAdapter is returned when no GPU adapter exists; the message says what to install.
@@ -42,29 +116,21 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 		// Mesa warns on every start without it; harmless, but noise on a user's terminal.
 		os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
 	}
-	backends := wgpu.InstanceBackendVulkan
-	switch strings.ToLower(opt.Backend) {
-	case "":
-		// Vulkan on Linux (what the tests pin); elsewhere the platform's own API: Metal on
-		// macOS (no Vulkan there without MoltenVK), D3D12 or Vulkan on Windows.
-		if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
-			backends = wgpu.InstanceBackendPrimary
-		}
-	case "vulkan":
-	case "gl":
-		backends = wgpu.InstanceBackendGL
-	case "any":
-		backends = wgpu.InstanceBackendPrimary | wgpu.InstanceBackendGL
-	default:
-		return nil, fmt.Errorf("unknown GPU backend %q (want vulkan, gl or any)", opt.Backend)
+	backends, err := backendFlags(opt.Backend)
+	if err != nil {
+		return nil, err
 	}
-	// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
-	// start; they concern windows we never open.
-	wgpu.SetLogLevel(wgpu.LogLevelError)
 	inst := instance(backends)
-	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
-	if err != nil || ad == nil {
-		return nil, ErrNoAdapter
+	var ad *wgpu.Adapter
+	if opt.Adapter != "" {
+		if ad, err = chooseAdapter(inst, backends, opt.Adapter); err != nil {
+			return nil, err
+		}
+	} else {
+		ad, err = inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
+		if err != nil || ad == nil {
+			return nil, ErrNoAdapter
+		}
 	}
 	info := ad.GetInfo()
 	lim := ad.GetLimits().Limits
@@ -98,11 +164,29 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	if info.AdapterType == wgpu.AdapterTypeCPU {
 		limits.DispatchFLOPs = gpu.CPUDispatchFLOPs
 	}
-	name := fmt.Sprintf("%s (%s, %s)", adapterName(info), info.BackendType, info.AdapterType)
-	ctx := gpu.New(dev, limits, name)
+	ctx := gpu.New(dev, limits, describe(0, info).Name)
 	ctx.Timestamps = len(features) > 0
 	ctx.Backend, ctx.Software = info.BackendType.String(), info.AdapterType == wgpu.AdapterTypeCPU
 	return ctx, nil
+}
+
+func backendFlags(backend string) (wgpu.InstanceBackend, error) {
+	switch strings.ToLower(backend) {
+	case "":
+		// Vulkan on Linux (what the tests pin); elsewhere the platform's own API: Metal on
+		// macOS (no Vulkan there without MoltenVK), D3D12 or Vulkan on Windows.
+		if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+			return wgpu.InstanceBackendPrimary, nil
+		}
+		return wgpu.InstanceBackendVulkan, nil
+	case "vulkan":
+		return wgpu.InstanceBackendVulkan, nil
+	case "gl":
+		return wgpu.InstanceBackendGL, nil
+	case "any":
+		return wgpu.InstanceBackendPrimary | wgpu.InstanceBackendGL, nil
+	}
+	return 0, fmt.Errorf("unknown GPU backend %q (want vulkan, gl or any)", backend)
 }
 
 // instances keeps one wgpu instance per backend set for the process. The binding's
@@ -120,6 +204,9 @@ func instance(backends wgpu.InstanceBackend) *wgpu.Instance {
 	defer instances.Unlock()
 	inst, ok := instances.m[backends]
 	if !ok {
+		// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
+		// start; they concern windows we never open.
+		wgpu.SetLogLevel(wgpu.LogLevelError)
 		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
 		instances.m[backends] = inst
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"ctseg/labels"
 	"ctseg/model"
@@ -39,10 +40,38 @@ func (o Options) window() model.WindowOptions {
 // Segment runs the bundle's inference on ct: preprocessing, sliding-window inference,
 // argmax, inversion onto ct's grid.
 func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
+	p, err := Prepare(ct, opt)
+	if err != nil {
+		return nil, err
+	}
+	return p.Run(net, opt)
+}
+
+// Prepared is a CT preprocessed for the network, ready for Run: `ctseg batch` prepares the next
+// case on the CPU while the GPU runs the current one.
+type Prepared struct {
+	vol    *model.Tensor
+	inv    *volume.Inversion
+	plan   *model.WindowPlan
+	dims   [3]int
+	affine [4][4]float64
+	stage  Stage // the preprocessing's wall time
+	opt    Options
+}
+
+// Windows is the number of sliding windows Run will compute.
+func (p *Prepared) Windows() int { return p.plan.NumWindows() }
+
+// PreDims is the preprocessed grid the network will see.
+func (p *Prepared) PreDims() [3]int { return p.inv.PreprocessedDims() }
+
+// Prepare does the CPU work before the network: preprocessing (orientation, spacing,
+// intensity) and the window plan for opt's spacing and window.
+func Prepare(ct *volume.Volume, opt Options) (*Prepared, error) {
 	if opt.Spacing != 1.5 && opt.Spacing != 3 {
 		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", opt.Spacing)
 	}
-	st := newStages()
+	t := time.Now()
 	pre, inv, err := volume.Preprocess(ct, opt.Spacing)
 	if err != nil {
 		return nil, err
@@ -55,8 +84,22 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Dims: ct.Dims, Affine: ct.Affine, PreDims: pd, Windows: plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels}
-	st.done("preprocess")
+	return &Prepared{vol: vol, inv: inv, plan: plan, dims: ct.Dims, affine: ct.Affine, opt: opt,
+		stage: Stage{"preprocess", time.Since(t).Seconds()}}, nil
+}
+
+// Run is the rest of Segment on a prepared CT: sliding-window inference, argmax, inversion.
+// opt must have the spacing and window p was prepared with; its device, network and callbacks
+// may differ.
+func (p *Prepared) Run(net *model.Net, opt Options) (*Result, error) {
+	if opt.Spacing != p.opt.Spacing || opt.window() != p.opt.window() {
+		return nil, fmt.Errorf("internal error: prepared for %v mm and window %v, run with %v mm and window %v",
+			p.opt.Spacing, p.opt.window().ROI, opt.Spacing, opt.window().ROI)
+	}
+	st := newStages()
+	st.list = append(st.list, p.stage)
+	pd := p.PreDims()
+	res := &Result{Dims: p.dims, Affine: p.affine, PreDims: pd, Windows: p.plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels}
 	progress := func(done, total int) error {
 		if opt.Progress != nil {
 			opt.Progress(done, total)
@@ -67,11 +110,12 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 		return nil
 	}
 	var dhw []uint8
+	var err error
 	if opt.GPU != nil {
-		dhw, err = segmentGPU(vol, plan, net, opt, res, progress, st)
+		dhw, err = segmentGPU(p.vol, p.plan, net, opt, res, progress, st)
 	} else {
 		// the CPU reference: the head and argmax slice by slice as slices become final
-		dhw, err = net.SlidingWindowLabels(vol, opt.window(), progress)
+		dhw, err = net.SlidingWindowLabels(p.vol, opt.window(), progress)
 	}
 	if err != nil {
 		return nil, err
@@ -81,7 +125,7 @@ func Segment(ct *volume.Volume, net *model.Net, opt Options) (*Result, error) {
 	if labels == nil {
 		return nil, fmt.Errorf("internal error: %d labels for the %v grid", len(dhw), pd)
 	}
-	if res.Labels, err = inv.Invert(labels); err != nil {
+	if res.Labels, err = p.inv.Invert(labels); err != nil {
 		return nil, err
 	}
 	st.done("invert")
@@ -161,7 +205,7 @@ func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
 	opt := dicom.SegOptions{
 		SeriesDescription: "ctseg whole-body segmentation",
 		Algorithm:         "MONAI wholeBody_ct_segmentation SegResNet",
-		Software:          softwareVersion(),
+		Software:          SoftwareVersion(),
 	}
 	if spacing > 0 {
 		opt.SeriesDescription = fmt.Sprintf("ctseg whole-body segmentation %g mm", spacing)
@@ -178,9 +222,9 @@ func SegmentationOptions(classes int, spacing float64) dicom.SegOptions {
 	return opt
 }
 
-// softwareVersion names this build for the files it writes: the version Go stamps from the
+// SoftwareVersion names this build for the files it writes: the version Go stamps from the
 // module and its commit ("ctseg v0.0.0-20261127111600-f3b10aec040e+dirty"), or "ctseg (devel)".
-func softwareVersion() string {
+func SoftwareVersion() string {
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
 		return "ctseg " + info.Main.Version
 	}

@@ -297,3 +297,36 @@ func TestLabelStats(t *testing.T) {
 		t.Errorf("size mismatch accepted")
 	}
 }
+
+// BorderLabels against a brute-force check of every voxel, on grids with sides of 1, 2 and 5
+// voxels (a face row, or a whole grid of faces), each label placed at one voxel.
+func TestBorderLabels(t *testing.T) {
+	for _, dims := range [][3]int{{5, 4, 3}, {1, 5, 5}, {5, 2, 5}, {5, 5, 1}, {3, 3, 3}} {
+		nx, ny, nz := dims[0], dims[1], dims[2]
+		n := nx * ny * nz
+		lab := make([]uint8, n)
+		want := []int{}
+		for i := 0; i < n && i < 250; i++ {
+			lab[i] = uint8(i + 1)
+			x, y, z := i%nx, (i/nx)%ny, i/(nx*ny)
+			if x == 0 || y == 0 || z == 0 || x == nx-1 || y == ny-1 || z == nz-1 {
+				want = append(want, i+1)
+			}
+		}
+		got := BorderLabels(lab, dims)
+		if len(got) != len(want) {
+			t.Fatalf("%v: %v, want %v", dims, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%v: %v, want %v", dims, got, want)
+			}
+		}
+	}
+	if got := BorderLabels(make([]uint8, 27), [3]int{3, 3, 3}); len(got) != 0 {
+		t.Errorf("background only: %v", got)
+	}
+	if BorderLabels(make([]uint8, 26), [3]int{3, 3, 3}) != nil {
+		t.Errorf("size mismatch accepted")
+	}
+}

@@ -116,3 +116,34 @@ func WriteStatsCSV(w io.Writer, stats []StructureStats) error {
 
 // round4 rounds to 4 decimals, as TotalSegmentator does for its statistics.
 func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// BorderLabels lists, in increasing order, the non-zero labels with a voxel on the outer faces
+// of the grid dims (x-fastest, as LabelStats): structures the field of view cuts, whose volume
+// is only the part that was scanned. It returns nil when the sizes differ.
+func BorderLabels(labels []uint8, dims [3]int) []int {
+	nx, ny, nz := dims[0], dims[1], dims[2]
+	if nx <= 0 || ny <= 0 || nz <= 0 || len(labels) != nx*ny*nz {
+		return nil
+	}
+	var on [256]bool
+	for z := 0; z < nz; z++ {
+		for y := 0; y < ny; y++ {
+			row := labels[nx*(y+ny*z) : nx*(y+ny*z+1)]
+			if z == 0 || z == nz-1 || y == 0 || y == ny-1 {
+				for _, l := range row { // a whole face row
+					on[l] = true
+				}
+			} else {
+				on[row[0]] = true
+				on[row[nx-1]] = true
+			}
+		}
+	}
+	out := []int{}
+	for l := 1; l < 256; l++ {
+		if on[l] {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -78,35 +78,68 @@ type Set struct {
 type pendingFile struct{ tmp, path string }
 
 // Write writes path's future content to a temporary file (checked against opt first).
-func (s *Set) Write(path string, opt Options, fill func(w io.Writer) error) (err error) {
+func (s *Set) Write(path string, opt Options, fill func(w io.Writer) error) error {
 	if err := Check(path, opt); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(path, fill)
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = fill(f); err != nil {
-		return err // the caller's own error, with its own context
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return err
 	}
 	s.pending = append(s.pending, pendingFile{tmp: tmp, path: path})
 	return nil
+}
+
+// writeTemp writes a complete, synced temporary file beside path and returns its name.
+func writeTemp(path string, fill func(w io.Writer) error) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	if err := fill(f); err != nil {
+		return fail(err) // the caller's own error, with its own context
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", path, err))
+	}
+	if err := f.Close(); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", path, err))
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", path, err))
+	}
+	return f.Name(), nil
+}
+
+// WriteNew creates path with the bytes fill writes, complete or not at all, and never replaces
+// a file: when path exists, also when another process creates it meanwhile, the error is
+// os.ErrExist (errors.Is) and nothing changes. The complete file is hard-linked into place,
+// which fails rather than replaces.
+func WriteNew(path string, fill func(w io.Writer) error) error {
+	tmp, err := writeTemp(path, fill)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	SyncDir(filepath.Dir(path))
+	return nil
+}
+
+// SyncDir makes the renames and removals in dir durable, as far as the file system allows (a
+// failure is not worth failing a write over).
+func SyncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // Commit renames every written file into place. Renames within a directory do not fail for
@@ -125,10 +158,7 @@ func (s *Set) Commit() error {
 	s.pending = nil
 	// Make the renames durable; a failure here is not worth failing the write over.
 	for dir := range dirs {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
+		SyncDir(dir)
 	}
 	return nil
 }

@@ -98,3 +98,26 @@ func TestSetRefusesExisting(t *testing.T) {
 		t.Fatalf("something was written: %v", got)
 	}
 }
+
+// WriteNew never replaces a file: the second writer gets ErrExist and the first one's content
+// stays; nothing temporary is left either way.
+func TestWriteNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "manifest.csv")
+	if err := WriteNew(p, writeString("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNew(p, writeString("second")); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("got %v, want ErrExist", err)
+	}
+	if read(t, p) != "first" {
+		t.Fatalf("replaced: %q", read(t, p))
+	}
+	boom := errors.New("boom")
+	if err := WriteNew(filepath.Join(dir, "other"), func(w io.Writer) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("got %v", err)
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Fatalf("left behind: %v", got)
+	}
+}

@@ -37,6 +37,16 @@ type Env struct {
 // errUsage marks an error whose usage text was already printed by the flag set.
 var errUsage = errors.New("usage")
 
+// exitError is an error with a command's own exit status (batch's, which job engines act on);
+// its message is printed as any error's, except errUsage's.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // Main runs ctseg with args and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) (status int) {
 	env := &Env{Stdout: stdout, Stderr: stderr}
@@ -62,6 +72,13 @@ func Main(args []string, stdout, stderr io.Writer) (status int) {
 	if err := cmd.run(env, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.err != nil && !errors.Is(ee.err, errUsage) {
+				fmt.Fprintf(stderr, "ctseg %s: %s\n", args[0], oneLine(ee.err.Error()))
+			}
+			return ee.code
 		}
 		if errors.Is(err, errUsage) {
 			return 2

@@ -51,27 +51,40 @@ func loadNet(path string) (*model.Net, error) {
 	return n, nil
 }
 
-// gpuOpened keeps the device (or the error) of the first openGPU for the process's lifetime:
-// commands run in-process (tests) share one device instead of piling up devices.
+// gpuOpened keeps the device (or the error) of the first openGPU of each adapter choice for
+// the process's lifetime: commands run in-process (tests) share one device instead of piling
+// up devices.
 var gpuOpened struct {
 	sync.Mutex
-	done bool
-	ctx  *gpu.Context
-	err  error
+	m map[string]openedGPU
+}
+
+type openedGPU struct {
+	ctx *gpu.Context
+	err error
 }
 
 // openGPU opens the native device and prints the adapter with --verbose.
 func openGPU(env *Env, verbose bool) (*gpu.Context, error) {
+	return openAdapter(env, "", verbose)
+}
+
+// openAdapter is openGPU on the adapter --adapter names (native.DeviceOptions.Adapter).
+func openAdapter(env *Env, adapter string, verbose bool) (*gpu.Context, error) {
 	gpuOpened.Lock()
-	if !gpuOpened.done {
-		gpuOpened.ctx, gpuOpened.err = native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND"), Timestamps: true})
-		gpuOpened.done = true
+	o, ok := gpuOpened.m[adapter]
+	if !ok {
+		o.ctx, o.err = native.Open(native.DeviceOptions{Backend: os.Getenv("CTSEG_BACKEND"), Timestamps: true, Adapter: adapter})
+		if gpuOpened.m == nil {
+			gpuOpened.m = map[string]openedGPU{}
+		}
+		gpuOpened.m[adapter] = o
 	}
-	ctx, err := gpuOpened.ctx, gpuOpened.err
 	gpuOpened.Unlock()
-	if err != nil {
-		return nil, err
+	if o.err != nil {
+		return nil, o.err
 	}
+	ctx := o.ctx
 	if verbose {
 		l := ctx.Limits
 		fmt.Fprintf(env.Stderr, "adapter: %s\nlimits: maxStorageBufferBindingSize %d, maxBufferSize %d, storage buffers/stage %d, workgroup storage %d, invocations/workgroup %d\n",

@@ -133,11 +133,7 @@ func runSegment(env *Env, args []string) error {
 	if *device == "gpu" {
 		go func() {
 			t := time.Now()
-			var err error
-			if opt.GPU, err = openGPU(env, *verbose); err == nil {
-				opt.ConvTiles = tunedTiles(env, opt.GPU, f16, wopt.ROI, *verbose)
-				opt.Net, err = pipeline.NewGPUNet(net, opt)
-			}
+			err := buildGPUNet(env, net, &opt, "", *verbose)
 			setupSecs = time.Since(t).Seconds()
 			setup <- err
 		}()
@@ -167,52 +163,13 @@ func runSegment(env *Env, args []string) error {
 	}
 	stages = append(stages, res.Stages...)
 	t = time.Now()
-	lopt := pipeline.LabelFileOptions(net.Cfg.OutChannels, ctHeader)
-	names := lopt.Names
 	// all outputs or none, and an existing file (--force) stays until all are written
 	var outs atomicfile.Set
 	defer outs.Abort()
-	var written []string
-	if *out != "" {
-		gz := strings.HasSuffix(strings.ToLower(*out), ".gz")
-		if err := outs.Write(*out, ao, func(w io.Writer) error {
-			return volume.EncodeLabels(w, gz, res.Dims, res.Affine, res.Labels, lopt)
-		}); err != nil {
-			return err
-		}
-		if err := outs.Write(table, ao, func(w io.Writer) error {
-			return volume.EncodeColorTable(w, table, names, labels.Colors)
-		}); err != nil {
-			return err
-		}
-		written = append(written, *out, table)
-	}
-	if *segOut != "" {
-		if ctSeries == nil {
-			return fmt.Errorf("--dicom-seg: %s is not a DICOM series", *in) // checked above; kept for safety
-		}
-		desc, err := writeSegmentation(env, &outs, *segOut, ao, ctSeries, res.Labels, net.Cfg.OutChannels, *spacing)
-		switch {
-		case errors.Is(err, dicom.ErrNoStructures):
-			// the other outputs still say what was found (nothing); a segmentation cannot
-			env.notes = append(env.notes, fmt.Sprintf("no structure was found, so no DICOM Segmentation was written (%s)", *segOut))
-		case err != nil:
-			return err
-		default:
-			written = append(written, desc)
-		}
-	}
-	if *stats != "" {
-		st := volume.LabelStats(res.Labels, ct, names)
-		if err := outs.Write(*stats, ao, func(w io.Writer) error {
-			if statsCSV {
-				return volume.WriteStatsCSV(w, st)
-			}
-			return volume.WriteStatsJSON(w, st)
-		}); err != nil {
-			return err
-		}
-		written = append(written, *stats)
+	written, err := writeSegOutputs(env, &outs, segOutputs{labels: *out, table: table, dicomSeg: *segOut, stats: *stats, statsCSV: statsCSV},
+		ao, res, ct, ctHeader, ctSeries)
+	if err != nil {
+		return err
 	}
 	if err := outs.Commit(); err != nil {
 		return err
@@ -234,6 +191,80 @@ func runSegment(env *Env, args []string) error {
 		fmt.Fprintln(env.Stderr)
 	}
 	return nil
+}
+
+// buildGPUNet opens the GPU (adapter as native.DeviceOptions.Adapter) and builds the network on
+// it for opt's window and precision (pipelines compiled, weights uploaded, the tiles `ctseg tune`
+// chose), into opt.GPU, opt.ConvTiles and opt.Net. The caller releases opt.Net.
+func buildGPUNet(env *Env, net *model.Net, opt *pipeline.Options, adapter string, verbose bool) error {
+	ctx, err := openAdapter(env, adapter, verbose)
+	if err != nil {
+		return err
+	}
+	opt.GPU = ctx
+	opt.ConvTiles = tunedTiles(env, ctx, opt.F16, opt.Window.ROI, verbose)
+	opt.Net, err = pipeline.NewGPUNet(net, *opt)
+	return err
+}
+
+// segOutputs are the files a segmentation is written to; an empty path is not written.
+type segOutputs struct {
+	labels, table string // the label map (.nii or .nii.gz) and its ITK-SNAP description
+	dicomSeg      string
+	stats         string
+	statsCSV      bool // stats as CSV, else JSON
+}
+
+// writeSegOutputs adds a result's outputs to outs (committed by the caller, so that they land
+// all or none) and describes each file written. Notes (the series' and the segmentation's) go
+// to env. A result with no structure gets no DICOM Segmentation, only a note.
+func writeSegOutputs(env *Env, outs *atomicfile.Set, o segOutputs, ao atomicfile.Options, res *pipeline.Result,
+	ct *volume.Volume, ctHeader *volume.Header, ctSeries *dicom.Series) ([]string, error) {
+	lopt := pipeline.LabelFileOptions(res.Classes, ctHeader)
+	names := lopt.Names
+	var written []string
+	if o.labels != "" {
+		gz := strings.HasSuffix(strings.ToLower(o.labels), ".gz")
+		if err := outs.Write(o.labels, ao, func(w io.Writer) error {
+			return volume.EncodeLabels(w, gz, res.Dims, res.Affine, res.Labels, lopt)
+		}); err != nil {
+			return nil, err
+		}
+		if err := outs.Write(o.table, ao, func(w io.Writer) error {
+			return volume.EncodeColorTable(w, o.table, names, labels.Colors)
+		}); err != nil {
+			return nil, err
+		}
+		written = append(written, o.labels, o.table)
+	}
+	if o.dicomSeg != "" {
+		if ctSeries == nil {
+			return nil, fmt.Errorf("--dicom-seg: the input is not a DICOM series") // callers check first; kept for safety
+		}
+		desc, err := writeSegmentation(env, outs, o.dicomSeg, ao, ctSeries, res.Labels, res.Classes, res.Spacing)
+		switch {
+		case errors.Is(err, dicom.ErrNoStructures):
+			// the other outputs still say what was found (nothing); a segmentation cannot
+			env.notes = append(env.notes, fmt.Sprintf("no structure was found, so no DICOM Segmentation was written (%s)", o.dicomSeg))
+		case err != nil:
+			return nil, err
+		default:
+			written = append(written, desc)
+		}
+	}
+	if o.stats != "" {
+		st := volume.LabelStats(res.Labels, ct, names)
+		if err := outs.Write(o.stats, ao, func(w io.Writer) error {
+			if o.statsCSV {
+				return volume.WriteStatsCSV(w, st)
+			}
+			return volume.WriteStatsJSON(w, st)
+		}); err != nil {
+			return nil, err
+		}
+		written = append(written, o.stats)
+	}
+	return written, nil
 }
 
 // distinctOutputs refuses two outputs of one command at the same path (one would silently

@@ -8,11 +8,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ctseg/native/cli"
 )
 
 // TestMain points the tuning file at a place no developer's own tuning reaches, so every
 // test runs the default tiles unless it writes a tuning itself.
+//
+// With CTSEG_TEST_EXEC=1 the test binary is ctseg itself: tests that signal a running command
+// (batch on SIGTERM and SIGKILL) start it as a subprocess this way.
 func TestMain(m *testing.M) {
+	if os.Getenv("CTSEG_TEST_EXEC") == "1" {
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	dir, err := os.MkdirTemp("", "ctseg-tuning-")
 	if err != nil {
 		panic(err)
