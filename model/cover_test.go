@@ -25,7 +25,7 @@ func TestCoverTableGivesBlendingWeightSums(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := newWindowLayout(cfg, plan, gpu.DefaultLimits(), false, true)
+		l, err := newWindowLayout(cfg, plan, gpu.DefaultLimits(), false, ReadLabels)
 		if err != nil {
 			t.Fatal(err)
 		}

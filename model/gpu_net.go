@@ -65,6 +65,7 @@ type GPUNet struct {
 	Timing *gpu.Timing
 
 	convWidth  map[string]int // tiled 3x3x3 layers: label -> input width (for tuning per width)
+	probes     []probePoint   // where each block's output is complete (Probe)
 	pool       []*gpu.Buffer  // activation buffers, reused across layers
 	free       []*gpu.Buffer
 	owned      []*gpu.Buffer // weights, norms, uniforms, scratch
@@ -294,6 +295,7 @@ func (g *GPUNet) build() error {
 	if err != nil {
 		return err
 	}
+	g.mark("convInit", cur, false)
 	top := len(n.Down) - 1
 	skips := make([]*gpuTensor, len(n.Down))
 	for i, lvl := range n.Down {
@@ -307,6 +309,7 @@ func (g *GPUNet) build() error {
 				return err
 			}
 		}
+		g.mark(fmt.Sprintf("down_layers.%d", i), cur, false)
 		if i < top {
 			cur.retained = true
 			skips[i] = cur
@@ -317,6 +320,7 @@ func (g *GPUNet) build() error {
 		if err != nil {
 			return err
 		}
+		g.mark(fmt.Sprintf("up_samples.%d", i), r, true)
 		g.release(cur)
 		skip := skips[top-1-i]
 		if cur, err = g.upsampleAdd(r, skip); err != nil {
@@ -330,6 +334,7 @@ func (g *GPUNet) build() error {
 				return err
 			}
 		}
+		g.mark(fmt.Sprintf("up_layers.%d", i), cur, false)
 	}
 	g.feat = cur
 	if g.featNorm, err = g.groupNorm(cur, &n.FinalNorm); err != nil {

@@ -21,8 +21,9 @@ type GPUPlan struct {
 	TotalFLOPs     float64 // every window, blending and the head
 }
 
-// PlanGPU plans a run of the network cfg over plan on a device with these limits.
-func PlanGPU(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, opt GPUOptions, argmax bool) (*GPUPlan, error) {
+// PlanGPU plans a run of the network cfg over plan on a device with these limits, reading back
+// read for every voxel.
+func PlanGPU(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, opt GPUOptions, read Readback) (*GPUPlan, error) {
 	net, err := NetShape(cfg)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func PlanGPU(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, opt GPUOpt
 	if err != nil {
 		return nil, err
 	}
-	l, err := newWindowLayout(cfg, plan, limits, opt.F16, argmax)
+	l, err := newWindowLayout(cfg, plan, limits, opt.F16, read)
 	if err != nil {
 		return nil, err
 	}

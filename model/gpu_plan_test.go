@@ -22,18 +22,19 @@ func TestPlanMatchesRun(t *testing.T) {
 	net, err := model.NewNet(weights.Random(cfg, 3))
 	require.NoError(t, err)
 	cases := []struct {
-		size   [3]int
-		f16    bool
-		argmax bool
+		size [3]int
+		f16  bool
+		read model.Readback
 	}{
-		{[3]int{40, 21, 35}, false, true},
-		{[3]int{13, 30, 17}, true, false},
-		{[3]int{50, 18, 16}, true, true},
-		{[3]int{13, 17, 40}, false, true},
+		{[3]int{40, 21, 35}, false, model.ReadLabels},
+		{[3]int{13, 30, 17}, true, model.ReadLogits},
+		{[3]int{50, 18, 16}, true, model.ReadLabels},
+		{[3]int{13, 17, 40}, false, model.ReadLabels},
+		{[3]int{41, 23, 19}, true, model.ReadConfidence},
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%v_f16%v_argmax%v", tc.size, tc.f16, tc.argmax), func(t *testing.T) {
-			runPlanned(t, ctx, net, randomVolume(tc.size, 1), model.GPUOptions{F16: tc.f16}, tc.argmax)
+		t.Run(fmt.Sprintf("%v_f16%v_read%v", tc.size, tc.f16, tc.read), func(t *testing.T) {
+			runPlanned(t, ctx, net, randomVolume(tc.size, 1), model.GPUOptions{F16: tc.f16}, tc.read)
 		})
 	}
 }
@@ -41,12 +42,12 @@ func TestPlanMatchesRun(t *testing.T) {
 // runPlanned plans and runs the GPU sliding window (16^3 windows, overlap 0.25) over vol on
 // ctx as it is, and requires the planned network size and peak to equal the measured ones and
 // every buffer to be released afterwards.
-func runPlanned(t *testing.T, ctx *gpu.Context, net *model.Net, vol *model.Tensor, gopt model.GPUOptions, argmax bool) model.WindowOutput {
+func runPlanned(t *testing.T, ctx *gpu.Context, net *model.Net, vol *model.Tensor, gopt model.GPUOptions, read model.Readback) model.WindowOutput {
 	t.Helper()
 	opt := model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
 	plan, err := model.PlanWindows(vol.D, vol.H, vol.W, opt)
 	require.NoError(t, err)
-	want, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, argmax)
+	want, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, read)
 	require.NoError(t, err)
 	require.LessOrEqual(t, want.MaxBinding, ctx.Limits.MaxStorageBufferBindingSize)
 
@@ -55,9 +56,13 @@ func runPlanned(t *testing.T, ctx *gpu.Context, net *model.Net, vol *model.Tenso
 	g, err := model.NewGPUNet(ctx, net, 16, 16, 16, gopt)
 	require.NoError(t, err)
 	require.Equal(t, want.NetworkBytes, g.PlanBytes)
-	out := model.WindowOutput{Labels: make([]uint8, vol.Voxels())}
-	if !argmax {
-		out = model.WindowOutput{Logits: make([]float32, net.Cfg.OutChannels*vol.Voxels())}
+	n := vol.Voxels()
+	out := model.WindowOutput{Labels: make([]uint8, n)}
+	switch read {
+	case model.ReadLogits:
+		out = model.WindowOutput{Logits: make([]float32, net.Cfg.OutChannels*n)}
+	case model.ReadConfidence:
+		out.Conf, out.Second = make([]uint32, n), make([]uint8, n)
 	}
 	require.NoError(t, g.SlidingWindow(vol, plan, out, nil))
 	g.Release()
@@ -70,18 +75,22 @@ func runPlanned(t *testing.T, ctx *gpu.Context, net *model.Net, vol *model.Tenso
 // window under WebGPU's default limits, what any browser grants without asking: every
 // binding within maxStorageBufferBindingSize and every buffer within maxBufferSize (the plan
 // fails otherwise), the 105-channel logits never exist as one buffer, and the whole 287x287x397
-// run at 1.5 mm plans at most 1.5 GB in either precision.
+// run at 1.5 mm plans at most 1.5 GB in either precision, with or without the confidence.
 func TestBundleWindowFitsDefaultLimits(t *testing.T) {
 	limits := gpu.DefaultLimits()
-	for _, f16 := range []bool{false, true} {
+	for _, tc := range []struct {
+		f16  bool
+		read model.Readback
+	}{{false, model.ReadLabels}, {true, model.ReadLabels}, {false, model.ReadConfidence}, {true, model.ReadConfidence}} {
+		f16 := tc.f16
 		plan, err := model.PlanWindows(287, 287, 397, model.DefaultWindowOptions())
 		require.NoError(t, err)
-		p, err := model.PlanGPU(weights.BundleConfig(), plan, limits, model.GPUOptions{F16: f16}, true)
+		p, err := model.PlanGPU(weights.BundleConfig(), plan, limits, model.GPUOptions{F16: f16}, tc.read)
 		require.NoError(t, err)
 		require.LessOrEqual(t, p.MaxBinding, limits.MaxStorageBufferBindingSize)
 		logits := uint64(105 * 96 * 96 * 96 * 4)
 		require.Less(t, p.MaxBinding, logits, "no binding can hold a window's logits")
-		t.Logf("f16=%v: network %d bytes, largest binding %d bytes, whole 287x287x397 run peak %d bytes", f16, p.NetworkBytes, p.MaxBinding, p.PeakBytes)
+		t.Logf("f16=%v read=%v: network %d bytes, largest binding %d bytes, whole 287x287x397 run peak %d bytes", f16, tc.read, p.NetworkBytes, p.MaxBinding, p.PeakBytes)
 		// issue 6's memory target for this volume
 		require.LessOrEqual(t, p.PeakBytes, uint64(1.5e9), "planned peak of the whole run")
 	}
@@ -102,21 +111,25 @@ func TestSmallBindingLimitsSplitTheRing(t *testing.T) {
 	// binding (the network's own largest binding is 432 KB)
 	const small = 448 << 10
 	cases := []struct {
-		size        [3]int
-		argmax, f16 bool
+		size [3]int
+		read model.Readback
+		f16  bool
 	}{
-		{[3]int{40, 40, 52}, true, false},
-		{[3]int{40, 52, 40}, false, true},
+		{[3]int{40, 40, 52}, model.ReadLabels, false},
+		{[3]int{40, 52, 40}, model.ReadLogits, true},
+		{[3]int{52, 40, 40}, model.ReadConfidence, false},
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%v_argmax%v_f16%v", tc.size, tc.argmax, tc.f16), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v_read%v_f16%v", tc.size, tc.read, tc.f16), func(t *testing.T) {
 			vol := randomVolume(tc.size, 1)
 			gopt := model.GPUOptions{F16: tc.f16}
 			ctx.Limits = orig
-			whole := runPlanned(t, ctx, net, vol, gopt, tc.argmax)
+			whole := runPlanned(t, ctx, net, vol, gopt, tc.read)
 			ctx.Limits.MaxStorageBufferBindingSize = small
-			split := runPlanned(t, ctx, net, vol, gopt, tc.argmax)
+			split := runPlanned(t, ctx, net, vol, gopt, tc.read)
 			require.Equal(t, whole.Labels, split.Labels)
+			require.Equal(t, whole.Conf, split.Conf)
+			require.Equal(t, whole.Second, split.Second)
 			require.Equal(t, len(whole.Logits), len(split.Logits))
 			for i := range whole.Logits {
 				require.Equal(t, math.Float32bits(whole.Logits[i]), math.Float32bits(split.Logits[i]), "logit %d", i)
@@ -138,7 +151,7 @@ func TestPlanRefusesTooManyDispatchParameters(t *testing.T) {
 	}{{0.25, true}, {0.9, false}} {
 		plan, err := model.PlanWindows(40, 40, 40, model.WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: tc.overlap, Mode: model.Gaussian, SigmaScale: 0.125})
 		require.NoError(t, err)
-		_, err = model.PlanGPU(cfg, plan, limits, model.GPUOptions{}, true)
+		_, err = model.PlanGPU(cfg, plan, limits, model.GPUOptions{}, model.ReadLabels)
 		if tc.ok {
 			require.NoError(t, err, "overlap %v", tc.overlap)
 		} else {

@@ -12,10 +12,39 @@ import (
 
 // WindowOutput receives the blended result of SlidingWindow: Labels, the class of every voxel
 // [D][H][W], or Logits [K][D][H][W] (for golden comparisons). Exactly one is set, sized for
-// the plan's volume.
+// the plan's volume. With Labels, Conf and Second (both set, or neither) also receive the
+// model's confidence in each voxel's label: p1 and p2, the softmax probabilities of the chosen
+// class and of the runner-up, as unorm16 each in one word (UnpackConf), and the runner-up
+// class; computed in the same pass as the labels from the same blended scores.
 type WindowOutput struct {
 	Labels []uint8
 	Logits []float32
+	Conf   []uint32
+	Second []uint8
+}
+
+// UnpackConf returns p1 and p2 of a word of WindowOutput.Conf (WGSL's pack2x16unorm).
+func UnpackConf(w uint32) (p1, p2 float32) {
+	return float32(w&0xffff) / 65535, float32(w>>16) / 65535
+}
+
+// Readback is what a sliding-window pass reads back for every voxel.
+type Readback int
+
+const (
+	ReadLogits     Readback = iota // the K blended logits
+	ReadLabels                     // the argmax
+	ReadConfidence                 // the argmax, p1, p2 and the runner-up
+)
+
+func (o WindowOutput) readback() Readback {
+	switch {
+	case o.Logits != nil:
+		return ReadLogits
+	case o.Conf != nil:
+		return ReadConfidence
+	}
+	return ReadLabels
 }
 
 // GPUWindowProgress reports windows done (submitted, the last perhaps still running) out of
@@ -63,8 +92,12 @@ func (g *GPUNet) SlidingWindow(vol *Tensor, plan *WindowPlan, out WindowOutput, 
 		return fmt.Errorf("gpu: %d labels for %d voxels", len(out.Labels), n)
 	case out.Logits != nil && len(out.Logits) != n*g.net.Cfg.OutChannels:
 		return fmt.Errorf("gpu: %d logits for %d voxels of %d classes", len(out.Logits), n, g.net.Cfg.OutChannels)
+	case (out.Conf == nil) != (out.Second == nil) || out.Conf != nil && out.Labels == nil:
+		return fmt.Errorf("gpu: the confidence needs the labels, p1 and p2 and the runner-up")
+	case out.Conf != nil && (len(out.Conf) != n || len(out.Second) != n):
+		return fmt.Errorf("gpu: %d and %d confidence values for %d voxels", len(out.Conf), len(out.Second), n)
 	}
-	w, err := newWindowPass(g, plan, out.Labels != nil)
+	w, err := newWindowPass(g, plan, out.readback())
 	if err != nil {
 		return err
 	}
@@ -84,11 +117,11 @@ type windowLayout struct {
 	segSlots  int // slots per segment buffer
 	slotBytes uint64
 	headNZ    int // slices per head chunk
-	argmax    bool
+	read      Readback
 	classes   int
 }
 
-func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16, argmax bool) (*windowLayout, error) {
+func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f16 bool, read Readback) (*windowLayout, error) {
 	l := &windowLayout{plan: plan, axis: RingAxis(plan)}
 	l.pb, l.pc = shaders.PlaneAxes(l.axis)
 	l.acc = shaders.Accumulator{C: cfg.InitFilters, HV: plan.Size[l.pb], WV: plan.Size[l.pc], F16: f16}
@@ -100,9 +133,16 @@ func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f1
 		return nil, fmt.Errorf("gpu: one slice of %dx%d voxels needs %d bytes of accumulator, over this device's binding limit %d", l.acc.HV, l.acc.WV, l.slotBytes, limit)
 	}
 	l.segSlots = min(l.segSlots, l.ring)
-	l.argmax, l.classes = argmax, cfg.OutChannels
+	l.read, l.classes = read, cfg.OutChannels
 	perSlice := l.outBytes(1)
-	l.headNZ = int(min(limit, 64<<20) / perSlice) // chunks of at most 64 MiB of output
+	// chunks of at most 64 MiB of output; with the confidence (six bytes a voxel) at most 8 MiB,
+	// so that the chunk and its readback staging stay about the labels' size (more, smaller
+	// head dispatches; the same work)
+	chunk := uint64(64 << 20)
+	if read == ReadConfidence {
+		chunk = 8 << 20
+	}
+	l.headNZ = int(min(limit, chunk) / perSlice)
 	if l.headNZ < 1 {
 		return nil, fmt.Errorf("gpu: one slice of logits (%d bytes) is over this device's binding limit", perSlice)
 	}
@@ -113,9 +153,10 @@ func newWindowLayout(cfg weights.Config, plan *WindowPlan, limits gpu.Limits, f1
 	return l, nil
 }
 
-// outBytes is the head's output for nz slices: byte labels (in whole words) or logits.
+// outBytes is the head's output for nz slices: byte labels (in whole words, with the
+// confidence words and runner-up bytes after them) or logits.
 func (l *windowLayout) outBytes(nz int) uint64 {
-	return shaders.HeadOutBytes(nz*l.acc.HV*l.acc.WV, l.classes, l.argmax)
+	return shaders.HeadOutBytes(nz*l.acc.HV*l.acc.WV, l.classes, l.read != ReadLogits, l.read == ReadConfidence)
 }
 
 // segBytes lists the accumulator buffers' sizes.
@@ -281,10 +322,10 @@ type headRead struct {
 	r  run
 }
 
-func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error) {
+func newWindowPass(g *GPUNet, plan *WindowPlan, read Readback) (*windowPass, error) {
 	ctx := g.ctx
 	n := g.net
-	l, err := newWindowLayout(n.Cfg, plan, ctx.Limits, g.opt.F16, argmax)
+	l, err := newWindowLayout(n.Cfg, plan, ctx.Limits, g.opt.F16, read)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +383,7 @@ func newWindowPass(g *GPUNet, plan *WindowPlan, argmax bool) (*windowPass, error
 	if w.zeroP, err = shaders.Compile(ctx, &shaders.Zero{}); err != nil {
 		return fail(err)
 	}
-	w.head = &shaders.Head{Acc: w.acc, K: n.Cfg.OutChannels, Argmax: argmax, ROI: plan.ROI, Axis: w.axis, Cover: cov}
+	w.head = &shaders.Head{Acc: w.acc, K: n.Cfg.OutChannels, Argmax: read != ReadLogits, Confidence: read == ReadConfidence, ROI: plan.ROI, Axis: w.axis, Cover: cov}
 	if w.headP, err = shaders.Compile(ctx, w.head); err != nil {
 		return fail(err)
 	}
@@ -521,8 +562,14 @@ func (w *windowPass) collect(out WindowOutput) error {
 	strides := [3]int{size[1] * size[2], size[2], 1}
 	sa, sb, sc := strides[w.axis], strides[w.pb], strides[w.pc]
 	// the chunk's results are [(K)][slice][plane b][plane c]
-	if w.argmax {
+	if w.read != ReadLogits {
 		scatterLabels(out.Labels, raw, r.nz, w.acc.HV, w.acc.WV, r.z0*sa, sa, sb, sc)
+		if w.read == ReadConfidence {
+			nv := r.nz * w.acc.HV * w.acc.WV
+			lb := (nv + 3) / 4 * 4
+			scatterWords(out.Conf, raw[lb:lb+4*nv], r.nz, w.acc.HV, w.acc.WV, r.z0*sa, sa, sb, sc)
+			scatterLabels(out.Second, raw[lb+4*nv:], r.nz, w.acc.HV, w.acc.WV, r.z0*sa, sa, sb, sc)
+		}
 		return nil
 	}
 	nv := size[0] * size[1] * size[2]
@@ -562,6 +609,20 @@ func scatterLabels(dst, src []byte, na, nb, nc, base, sa, sb, sc int) {
 			}
 			for ic, v := range s {
 				dst[d+ic*sc] = v
+			}
+		}
+	}
+}
+
+// scatterWords is scatterLabels for little-endian 32-bit words.
+func scatterWords(dst []uint32, src []byte, na, nb, nc, base, sa, sb, sc int) {
+	i := 0
+	for ia := 0; ia < na; ia++ {
+		for ib := 0; ib < nb; ib++ {
+			d := base + ia*sa + ib*sb
+			for ic := 0; ic < nc; ic++ {
+				dst[d+ic*sc] = binary.LittleEndian.Uint32(src[4*i:])
+				i++
 			}
 		}
 	}

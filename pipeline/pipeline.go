@@ -35,6 +35,11 @@ type Options struct {
 	// NewGPUNet): a caller builds it (pipelines compiled, weights uploaded) while it reads the
 	// CT, instead of after. Segment uses it and leaves releasing it to the caller.
 	Net *model.GPUNet
+	// Confidence also computes, in the same pass as the labels, each voxel's p1 and p2 and
+	// runner-up (Result.P1, P2, Second).
+	Confidence bool
+	// KeepPreLabels keeps the labels on the network's grid too (Result.PreLabels).
+	KeepPreLabels bool
 }
 
 // NewGPUNet builds the network Segment runs for opt (opt.GPU, opt.Window, opt.F16), for

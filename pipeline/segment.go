@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"time"
 
@@ -27,6 +28,13 @@ type Result struct {
 	Spacing float64
 	Classes int
 	Stages  []Stage // preprocess, GPU setup (when Segment built the network), windows, invert
+	// With Options.Confidence, for every voxel of Labels: the softmax probability of its label
+	// (P1) and of the runner-up (P2) from the blended scores, times 255 and rounded, and the
+	// runner-up's class (Second); mapped back onto the input grid as the labels are.
+	P1, P2, Second []uint8
+	// PreLabels is the label map on the network's grid ([D][H][W]) with
+	// Options.KeepPreLabels: what Prepared.Occlude starts from.
+	PreLabels []uint8
 }
 
 // window is the options' sliding window, the bundle's when unset.
@@ -109,43 +117,82 @@ func (p *Prepared) Run(net *model.Net, opt Options) (*Result, error) {
 		}
 		return nil
 	}
-	var dhw []uint8
+	var out model.WindowOutput
 	var err error
 	if opt.GPU != nil {
-		dhw, err = segmentGPU(p.vol, p.plan, net, opt, res, progress, st)
+		out, err = segmentGPU(p.vol, p.plan, net, opt, res, progress, st)
 	} else {
+		if opt.Confidence {
+			return nil, fmt.Errorf("the confidence is computed on the GPU only")
+		}
 		// the CPU reference: the head and argmax slice by slice as slices become final
-		dhw, err = net.SlidingWindowLabels(p.vol, opt.window(), progress)
+		out.Labels, err = net.SlidingWindowLabels(p.vol, opt.window(), progress)
 	}
 	if err != nil {
 		return nil, err
 	}
 	st.done("sliding window")
-	labels := volume.LabelsFromDHW(dhw, pd)
-	if labels == nil {
-		return nil, fmt.Errorf("internal error: %d labels for the %v grid", len(dhw), pd)
+	// [D][H][W] of the network to the preprocessed volume's x-fastest order, then back onto the
+	// input grid
+	invert := p.invert
+	if opt.KeepPreLabels {
+		res.PreLabels = out.Labels
 	}
-	if res.Labels, err = p.inv.Invert(labels); err != nil {
+	if res.Labels, err = invert(out.Labels); err != nil {
 		return nil, err
+	}
+	if out.Conf != nil {
+		p1, p2 := make([]uint8, len(out.Conf)), make([]uint8, len(out.Conf))
+		for i, w := range out.Conf {
+			a, b := model.UnpackConf(w)
+			p1[i], p2[i] = uint8(math.Round(float64(a)*255)), uint8(math.Round(float64(b)*255))
+		}
+		out.Conf = nil
+		if res.P1, err = invert(p1); err != nil {
+			return nil, err
+		}
+		if res.P2, err = invert(p2); err != nil {
+			return nil, err
+		}
+		if res.Second, err = invert(out.Second); err != nil {
+			return nil, err
+		}
 	}
 	st.done("invert")
 	res.Stages = st.list
 	return res, nil
 }
 
-func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress, st *stages) ([]uint8, error) {
+// invert takes a map on the network's grid ([D][H][W]) to the preprocessed volume's x-fastest
+// order, then back onto the input grid.
+func (p *Prepared) invert(dhw []uint8) ([]uint8, error) {
+	pd := p.PreDims()
+	vol := volume.LabelsFromDHW(dhw, pd)
+	if vol == nil {
+		return nil, fmt.Errorf("internal error: %d values for the %v grid", len(dhw), pd)
+	}
+	return p.inv.Invert(vol)
+}
+
+func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt Options, res *Result, progress model.GPUWindowProgress, st *stages) (model.WindowOutput, error) {
 	ctx := opt.GPU
 	gopt := opt.gpuOptions()
-	p, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, true)
+	n := vol.Voxels()
+	out := model.WindowOutput{Labels: make([]uint8, n)}
+	read := model.ReadLabels
+	if opt.Confidence {
+		out.Conf, out.Second, read = make([]uint32, n), make([]uint8, n), model.ReadConfidence
+	}
+	p, err := model.PlanGPU(net.Cfg, plan, ctx.Limits, gopt, read)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	res.Plan = p
 	g := opt.Net
 	var base uint64
 	if g != nil {
 		if g.D != plan.ROI[0] || g.H != plan.ROI[1] || g.W != plan.ROI[2] || g.F16() != opt.F16 {
-			return nil, fmt.Errorf("internal error: the prepared GPU network does not match the window %v", plan.ROI)
+			return out, fmt.Errorf("internal error: the prepared GPU network does not match the window %v", plan.ROI)
 		}
 		// the network's buffers were all made before the run: the peak starts from them
 		base = ctx.LiveBytes() - g.PlanBytes
@@ -154,14 +201,13 @@ func segmentGPU(vol *model.Tensor, plan *model.WindowPlan, net *model.Net, opt O
 		base = ctx.LiveBytes()
 		ctx.ResetPeak()
 		if g, err = model.NewGPUNet(ctx, net, plan.ROI[0], plan.ROI[1], plan.ROI[2], gopt); err != nil {
-			return nil, err
+			return out, err
 		}
 		defer g.Release()
 		st.done("GPU setup")
 	}
-	out := make([]uint8, vol.Voxels())
-	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: out}, progress); err != nil {
-		return nil, err
+	if err := g.SlidingWindow(vol, plan, out, progress); err != nil {
+		return out, err
 	}
 	res.PeakGPU = ctx.PeakBytes() - base
 	return out, nil

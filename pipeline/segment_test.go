@@ -99,7 +99,7 @@ func TestPlanWholeBodyCT(t *testing.T) {
 	plan, err := model.PlanWindows(pd[0], pd[1], pd[2], model.DefaultWindowOptions())
 	require.NoError(t, err)
 	for _, f16 := range []bool{true, false} {
-		p, err := model.PlanGPU(weights.BundleConfig(), plan, gpu.DefaultLimits(), model.GPUOptions{F16: f16}, true)
+		p, err := model.PlanGPU(weights.BundleConfig(), plan, gpu.DefaultLimits(), model.GPUOptions{F16: f16}, model.ReadLabels)
 		require.NoError(t, err)
 		t.Logf("f16=%v: grid %v, %d windows, planned peak %.1f MB", f16, pd, p.Windows, float64(p.PeakBytes)/1e6)
 		require.Less(t, p.PeakBytes, uint64(1.5e9))

@@ -98,7 +98,10 @@ type Head struct {
 	Acc    Accumulator
 	K, NZ  int // classes; slices in the run (for the grid and output size only)
 	Argmax bool
-	ROI    [3]int // window size, [D][H][W]
+	// Confidence (with Argmax) also writes each voxel's p1 and p2 and runner-up class (see
+	// head.wgsl and HeadOutBytes).
+	Confidence bool
+	ROI        [3]int // window size, [D][H][W]
 	Axis   int    // the ring's axis
 	Cover  Cover
 }
@@ -125,10 +128,15 @@ func (h *Head) invocations() int {
 }
 
 // HeadOutBytes is the head's output for nv voxels: a byte per voxel, in whole words, for
-// argmax; k float32 logits per voxel otherwise.
-func HeadOutBytes(nv, k int, argmax bool) uint64 {
-	if argmax {
-		return uint64((nv + 3) / 4 * 4)
+// argmax, and with confidence then a word per voxel (p1 and p2, unorm16 each) and the
+// runner-up's byte per voxel, in whole words; k float32 logits per voxel otherwise.
+func HeadOutBytes(nv, k int, argmax, confidence bool) uint64 {
+	labels := uint64((nv + 3) / 4 * 4)
+	switch {
+	case argmax && confidence:
+		return 2*labels + uint64(4*nv)
+	case argmax:
+		return labels
 	}
 	return uint64(4 * k * nv)
 }
@@ -136,6 +144,9 @@ func (h *Head) Name() string {
 	mode := "logits"
 	if h.Argmax {
 		mode = "argmax"
+		if h.Confidence {
+			mode = "argmax+confidence"
+		}
 	}
 	return fmt.Sprintf("head-%s %d->%d slices of %dx%d", mode, h.Acc.C, h.K, h.Acc.HV, h.Acc.WV)
 }
@@ -174,17 +185,20 @@ func (h *Head) Grid() (x, y, z uint32) {
 func (h *Head) FLOPs() float64 { return 2 * float64(h.Acc.C*h.K*h.nv()) }
 
 // OutBytes is the size of the head's output for the run.
-func (h *Head) OutBytes() uint64 { return HeadOutBytes(h.nv(), h.K, h.Argmax) }
+func (h *Head) OutBytes() uint64 { return HeadOutBytes(h.nv(), h.K, h.Argmax, h.Confidence) }
 
 func (h *Head) Source() (string, error) {
 	if h.Argmax && h.K > 256 {
 		return "", fmt.Errorf("head: %d classes do not fit byte labels", h.K)
 	}
+	if h.Confidence && !h.Argmax {
+		return "", fmt.Errorf("head: confidence comes with the argmax")
+	}
 	strides := [3]int{h.ROI[1] * h.ROI[2], h.ROI[2], 1}
 	pb, pc := PlaneAxes(h.Axis)
 	return Render("head.wgsl", map[string]any{
 		"C": h.Acc.C, "K": h.K, "HWV": h.Acc.HV * h.Acc.WV, "WV": h.Acc.WV, "Slot": h.Acc.SlotWords(),
-		"AccF16": h.Acc.F16, "Argmax": h.Argmax,
+		"AccF16": h.Acc.F16, "Argmax": h.Argmax, "Confidence": h.Confidence,
 		"RSA": strides[h.Axis], "RSB": strides[pb], "RSC": strides[pc],
 		"PA": h.Cover.Pairs[0], "PB": h.Cover.Pairs[1], "PC": h.Cover.Pairs[2],
 		"BA": h.Cover.Bases[0], "BB": h.Cover.Bases[1], "BC": h.Cover.Bases[2],

@@ -3,7 +3,11 @@
 // importance weights of the covering windows, added up in blending order: see weightSum),
 // then conv_final's 1x1x1 conv ({{.C}} -> {{.K}}, with bias), then
 // {{if .Argmax}}argmax over the {{.K}} classes (first maximum wins, as torch.argmax), written as
-// bytes (four labels per word, the first in the low byte){{else}}the logits, written [{{.K}}][run voxels]{{end}}.
+// bytes (four labels per word, the first in the low byte){{if .Confidence}}; and the model's
+// confidence from the same scores: the softmax probability of the chosen class (p1) and of the
+// runner-up (p2), accumulated as an online softmax (the sum of exp(s - max) rescaled whenever
+// the maximum grows), written as pack2x16unorm(p1, p2) per voxel after the labels' words, then
+// the runner-up's class as bytes after those{{end}}{{else}}the logits, written [{{.K}}][run voxels]{{end}}.
 
 @group(0) @binding(0) var<storage, read> acc: array<{{if .AccF16}}u32{{else}}f32{{end}}>;
 {{if .Uniform}}// weights and bias in uniform buffers: every invocation reads the same ones in the same
@@ -59,6 +63,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 	let t = gid.y * gx + gid.x;
 	if (4u * t >= prm.nv) { return; }
 	var word = 0u;
+{{- if .Confidence}}
+	let lw = (prm.nv + 3u) / 4u; // the labels' words; then nv confidence words; then the runner-ups'
+	var word2 = 0u;
+{{- end}}
 	for (var j = 0u; j < 4u; j++) {
 		let i = 4u * t + j;
 		if (i >= prm.nv) { break; }
@@ -86,13 +94,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{- if .Argmax}}
 		var best = -3.0e38;
 		var arg = 0u;
+{{- if .Confidence}}
+		var second = -3.0e38;
+		var arg2 = 0u;
+		var sum = 0.0; // sum over the classes so far of exp(s - best)
+{{- end}}
 {{- end}}
 		for (var k = 0u; k < K; k++) {
 			var s = bs(k);
 			for (var c = 0u; c < C; c++) {
 				s += wt(k * C + c) * f[c];
 			}
-{{- if .Argmax}}
+{{- if .Confidence}}
+			if (s > best) {
+				sum = sum * exp(best - s) + 1.0;
+				second = best; arg2 = arg;
+				best = s; arg = k;
+			} else {
+				sum += exp(s - best);
+				if (s > second) { second = s; arg2 = k; }
+			}
+{{- else if .Argmax}}
 			if (s > best) { best = s; arg = k; }
 {{- else}}
 			dst[k * prm.nv + i] = s;
@@ -101,8 +123,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{- if .Argmax}}
 		word |= arg << (8u * j);
 {{- end}}
+{{- if .Confidence}}
+		dst[lw + i] = pack2x16unorm(vec2<f32>(1.0 / sum, exp(second - best) / sum));
+		word2 |= arg2 << (8u * j);
+{{- end}}
 	}
 {{- if .Argmax}}
 	dst[t] = word;
+{{- end}}
+{{- if .Confidence}}
+	dst[lw + prm.nv + t] = word2;
 {{- end}}
 }

@@ -10,6 +10,53 @@ import (
 type Inversion struct {
 	Orientation Orientation
 	Spacing     SpacingInfo
+	// Norm is the intensity scaling Preprocess applied (zero for InversionFor): what a value
+	// in HU becomes in the network's input (NormalizedHU).
+	Norm NormStats
+}
+
+// NormalizedHU is the network's input value of a non-zero voxel of hu HU under inv's scaling
+// (Preprocess's NormalizeIntensity and ScaleIntensity).
+func (inv *Inversion) NormalizedHU(hu float32) float32 {
+	n := inv.Norm
+	if n.MaxN == n.MinN {
+		return 0
+	}
+	return float32(2*((float64(hu)-n.Mean)/n.Std-n.MinN)/(n.MaxN-n.MinN) - 1)
+}
+
+// ToPreprocessed is the preprocessed voxel an input voxel (index of the stored array) takes
+// its label from: the inversion's nearest neighbour (see Invert).
+func (inv *Inversion) ToPreprocessed(ijk [3]int) ([3]int, error) {
+	o := inv.Orientation
+	for a := range 3 {
+		if ijk[a] < 0 || ijk[a] >= o.InDims[a] {
+			return [3]int{}, fmt.Errorf("voxel %v is outside the %v input", ijk, o.InDims)
+		}
+	}
+	// the stored index in RAS order: stored axis a is RAS axis Axis[a], reversed when Flip[a]
+	var ras [3]int
+	for a := range 3 {
+		x := ijk[a]
+		if o.Flip[a] {
+			x = o.InDims[a] - 1 - x
+		}
+		ras[o.Axis[a]] = x
+	}
+	if !inv.Spacing.Resampled {
+		return ras, nil
+	}
+	m, err := solve4(inv.Spacing.OutAffine, o.OutAffine)
+	if err != nil {
+		return [3]int{}, fmt.Errorf("preprocessed affine is singular")
+	}
+	g := newTorchGrid(m, view{dims: inv.Spacing.OutDims, st: [3]int{1, 1, 1}}, o.OutDims)
+	zy := g.rowTerms(ras[1], ras[2])
+	var out [3]int
+	for a := range 3 {
+		out[a] = int(math.Round(g.coord(a, ras[0], zy[a])))
+	}
+	return out, nil
 }
 
 // OrigDims and OrigAffine are the input (stored) grid the inversion maps back to.
@@ -36,7 +83,7 @@ func Preprocess(v *Volume, spacing float64) (*Volume, *Inversion, error) {
 	off, st := inv.Orientation.strides()
 	src := view{data: v.Data, off: off, st: st, dims: inv.Orientation.OutDims}
 	out := resampleView(src, inv.Spacing)
-	NormalizeScale(out)
+	inv.Norm = NormalizeScale(out)
 	return out, inv, nil
 }
 

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -41,5 +42,59 @@ func TestTell(t *testing.T) {
 	}
 	if len(last.Slice) != n || s.Steps[2].Spacing[0] < 2.999 || s.Steps[2].Spacing[0] > 3.001 {
 		t.Errorf("resampled spacing %v", s.Steps[2].Spacing)
+	}
+}
+
+// TestToPreprocessed: the preprocessed voxel an input voxel maps to is the one whose label the
+// inversion gives it (three label maps carrying x, y and z of the preprocessed grid), on a
+// stored order that needs a permutation and flips; NormalizedHU is Preprocess's scaling.
+func TestToPreprocessed(t *testing.T) {
+	v := storePIR(loadCTsm(t))
+	pre, inv, err := Preprocess(v, 1.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := pre.Dims
+	var maps [3][]uint8
+	for a := range 3 {
+		m := make([]uint8, pd[0]*pd[1]*pd[2])
+		for z := 0; z < pd[2]; z++ {
+			for y := 0; y < pd[1]; y++ {
+				for x := 0; x < pd[0]; x++ {
+					m[x+pd[0]*(y+pd[1]*z)] = uint8([3]int{x, y, z}[a] % 256)
+				}
+			}
+		}
+		if maps[a], err = inv.Invert(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := v.Dims
+	for i := 0; i < len(v.Data); i += 997 {
+		ijk := [3]int{i % d[0], (i / d[0]) % d[1], i / (d[0] * d[1])}
+		p, err := inv.ToPreprocessed(ijk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for a := range 3 {
+			if uint8(p[a]%256) != maps[a][i] {
+				t.Fatalf("input voxel %v maps to %v, the inversion takes axis %d = %d", ijk, p, a, maps[a][i])
+			}
+		}
+	}
+	if _, err := inv.ToPreprocessed([3]int{d[0], 0, 0}); err == nil {
+		t.Error("a voxel outside the input was mapped")
+	}
+	// every non-zero resampled voxel's input value is NormalizedHU of its HU
+	s, err := Tell(v, 1.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Steps[2].Slice
+	n := s.Steps[3].Slice
+	for i := range r {
+		if r[i] != 0 && math.Abs(float64(inv.NormalizedHU(r[i])-n[i])) > 1e-6 {
+			t.Fatalf("NormalizedHU(%v) = %v, Preprocess gave %v", r[i], inv.NormalizedHU(r[i]), n[i])
+		}
 	}
 }

@@ -34,6 +34,7 @@ type outHeader struct {
 	intentName           string
 	descrip              string
 	calMin, calMax       float64
+	sclSlope             float64 // 0: 1 (no scaling)
 	ext                  []Extension
 }
 
@@ -127,6 +128,13 @@ func extBytes(ext []Extension) []byte {
 	return b.Bytes()
 }
 
+func (h outHeader) slope() float64 {
+	if h.sclSlope == 0 {
+		return 1
+	}
+	return h.sclSlope
+}
+
 // headerBytes encodes h as a little-endian NIfTI-1 or -2 header followed by the extension area.
 func (h outHeader) headerBytes(v2 bool) ([]byte, error) {
 	ext := extBytes(h.ext)
@@ -145,7 +153,7 @@ func (h outHeader) headerBytes(v2 bool) ([]byte, error) {
 		x.Datatype, x.Bitpix = int16(h.datatype), int16(h.bitpix)
 		x.Pixdim = [8]float32{float32(qfac), float32(zooms[0]), float32(zooms[1]), float32(zooms[2]), 1, 1, 1, 1}
 		x.VoxOffset = float32(nii1HeaderSize + len(ext))
-		x.SclSlope, x.SclInter = 1, 0
+		x.SclSlope, x.SclInter = float32(h.slope()), 0
 		x.XyztUnits = uint8(h.xyztUnits)
 		x.IntentCode = int16(h.intentCode)
 		putString(x.IntentName[:], h.intentName)
@@ -168,7 +176,7 @@ func (h outHeader) headerBytes(v2 bool) ([]byte, error) {
 		x.Datatype, x.Bitpix = int16(h.datatype), int16(h.bitpix)
 		x.Pixdim = [8]float64{qfac, zooms[0], zooms[1], zooms[2], 1, 1, 1, 1}
 		x.VoxOffset = int64(nii2HeaderSize + len(ext))
-		x.SclSlope, x.SclInter = 1, 0
+		x.SclSlope, x.SclInter = h.slope(), 0
 		x.XyztUnits = int32(h.xyztUnits)
 		x.IntentCode = int32(h.intentCode)
 		putString(x.IntentName[:], h.intentName)
@@ -335,4 +343,32 @@ func labelHeader(dims [3]int, affine [4][4]float64, labels []uint8, opt LabelOpt
 		h.ext = []Extension{{Code: ecodeCaret, Data: labelTableXML(opt.Names, opt.Colors)}}
 	}
 	return h.headerBytes(opt.Write.NIfTI2)
+}
+
+// EncodeProbability writes a map of probabilities quantised to bytes (p times 255, rounded: the
+// confidence `ctseg segment --confidence` writes) as .nii or .nii.gz to w, uint8 with
+// scl_slope 1/255, so that readers that apply the scaling (nibabel, ITK, 3D Slicer) see
+// probabilities from 0 to 1.
+func EncodeProbability(w io.Writer, gz bool, dims [3]int, affine [4][4]float64, p []uint8, opt WriteOptions) error {
+	if _, err := voxelCount(dims, math.MaxInt64); err != nil {
+		return err
+	}
+	if err := checkLabelsLen(len(p), dims); err != nil {
+		return err
+	}
+	if err := checkAffine(affine); err != nil {
+		return err
+	}
+	h := newOutHeader(dims, affine, opt)
+	h.datatype, h.bitpix = dtUint8, 8
+	h.sclSlope = 1.0 / 255
+	h.calMin, h.calMax = 0, 1
+	if h.descrip == "" || opt.Ref != nil && h.descrip == opt.Ref.Description {
+		h.descrip = "ctseg p1: probability of the chosen label"
+	}
+	hb, err := h.headerBytes(opt.NIfTI2)
+	if err != nil {
+		return err
+	}
+	return encodeStream(w, gz, opt.GzipLevel, func(w io.Writer) error { return writeLabelData(w, hb, p) })
 }

@@ -254,3 +254,36 @@ func TestEncodeNIfTIInt16IfExact(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeProbability: bytes with scl_slope 1/255 read back (with the scaling) as the
+// probabilities, on the affine given.
+func TestEncodeProbability(t *testing.T) {
+	a := obliqueAffine()
+	p := make([]uint8, 5*4*3)
+	for i := range p {
+		p[i] = uint8(i * 4)
+	}
+	var b strings.Builder
+	if err := EncodeProbability(&b, true, [3]int{5, 4, 3}, a, p, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, h, err := ParseNIfTI([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Datatype != dtUint8 || math.Abs(float64(h.SclSlope)-1.0/255) > 1e-9 {
+		t.Errorf("datatype %d, slope %v", h.Datatype, h.SclSlope)
+	}
+	if affineDiff(v.Affine, a) > 1e-5 {
+		t.Errorf("affine %v, want %v", v.Affine, a)
+	}
+	for i, x := range v.Data {
+		if math.Abs(float64(x)-float64(p[i])/255) > 1e-6 {
+			t.Fatalf("voxel %d reads %v, want %v", i, x, float64(p[i])/255)
+		}
+	}
+	if err := EncodeProbability(&b, false, [3]int{5, 4, 4}, a, p, WriteOptions{}); err == nil {
+		t.Error("a map of the wrong size was written")
+	}
+}
+

@@ -356,7 +356,7 @@ func segmentDryRun(env *Env, in, series, wpath string, spacing float64, wopt mod
 			limits, adapter = ctx.Limits, ctx.Adapter
 		}
 	}
-	p, err := model.PlanGPU(cfg, plan, limits, model.GPUOptions{F16: f16}, true)
+	p, err := model.PlanGPU(cfg, plan, limits, model.GPUOptions{F16: f16}, model.ReadLabels)
 	if err != nil {
 		return err
 	}
