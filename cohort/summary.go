@@ -16,10 +16,13 @@ import (
 	"strconv"
 
 	"ctseg/internal/atomicfile"
+	"ctseg/volume"
 )
 
-// StatsColumns are the columns of a case's stats.csv (`ctseg segment --stats`, volume.WriteStatsCSV).
-var StatsColumns = []string{"label", "name", "voxels", "volume_ml", "mean_hu", "std_hu"}
+// StatsColumns are the leading columns of a case's stats.csv (`ctseg segment --stats`,
+// volume.WriteStatsCSV); volume.ConfidenceColumn follows them where the confidence was
+// computed.
+var StatsColumns = volume.StatsColumns
 
 // The summary's files in DIR, and the leading columns other programs read from them.
 const (
@@ -137,8 +140,8 @@ func Summarize(dir string) (Counts, error) {
 			lead := append([]string{cs.c.ID}, m.CarriedValues(cs.c)...)
 			for _, r := range rows {
 				l, _ := strconv.Atoi(r[0])
-				// mean_confidence stays empty: no confidence map is computed yet
-				if err := cw.Write(append(append(append([]string(nil), lead...), r...), strconv.FormatBool(border[l]), "")); err != nil {
+				row := append(append(append([]string(nil), lead...), r[:len(StatsColumns)]...), strconv.FormatBool(border[l]), r[len(StatsColumns)])
+				if err := cw.Write(row); err != nil {
 					return err
 				}
 			}
@@ -246,7 +249,8 @@ func eachOK(dir string, cases []caseStatus, fn func(caseStatus, [][]string) erro
 }
 
 // readStats reads an ok case's stats.csv, checking it against the checksum in its record and
-// its shape against StatsColumns. It returns the rows without the header.
+// its shape against StatsColumns. It returns the rows without the header, each with the mean
+// confidence last ("" where the case has none).
 func readStats(caseDir string, rec *Record) ([][]string, string, error) {
 	var want *Output
 	for i := range rec.Outputs {
@@ -267,17 +271,20 @@ func readStats(caseDir string, rec *Record) ([][]string, string, error) {
 		return nil, "", fmt.Errorf("%s is not the one case.json lists (being rewritten, or changed by hand)", StatsName)
 	}
 	cr := csv.NewReader(bytes.NewReader(b))
-	cr.FieldsPerRecord = len(StatsColumns)
-	rows, err := cr.ReadAll()
+	rows, err := cr.ReadAll() // every row has the header's number of fields (FieldsPerRecord 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %v", StatsName, csvError(err))
 	}
-	if len(rows) == 0 || !slices.Equal(rows[0], StatsColumns) {
-		return nil, "", fmt.Errorf("%s: the header is not %v", StatsName, StatsColumns)
+	withConf := append(slices.Clone(StatsColumns), volume.ConfidenceColumn)
+	if len(rows) == 0 || !slices.Equal(rows[0], StatsColumns) && !slices.Equal(rows[0], withConf) {
+		return nil, "", fmt.Errorf("%s: the header is not %v, optionally followed by %s", StatsName, StatsColumns, volume.ConfidenceColumn)
 	}
-	for _, r := range rows[1:] {
+	for i, r := range rows[1:] {
 		if l, err := strconv.Atoi(r[0]); err != nil || l < 0 || l > 255 {
 			return nil, "", fmt.Errorf("%s: label %q is not a label", StatsName, r[0])
+		}
+		if len(r) == len(StatsColumns) {
+			rows[1+i] = append(r, "")
 		}
 	}
 	return rows[1:], sha, nil

@@ -18,15 +18,22 @@ type Probe struct {
 	Voxel  [3]int // the voxel on it
 	Start  [3]int // the window's start (padded volume)
 	Local  [3]int // the voxel in the window
+	ROI    [3]int // the window's size
 	Blocks []model.ProbeBlock
 }
 
 // gpuNet is opt.Net, or a network built for the call (release it with the returned function).
-func gpuNet(net *model.Net, opt Options) (*model.GPUNet, func(), error) {
+func (p *Prepared) gpuNet(net *model.Net, opt Options) (*model.GPUNet, func(), error) {
+	if !p.Fits(opt) {
+		return nil, nil, fmt.Errorf("internal error: the CT was prepared for other options")
+	}
 	if opt.GPU == nil {
 		return nil, nil, fmt.Errorf("the probe runs on the GPU")
 	}
 	if opt.Net != nil {
+		if opt.Net.F16() != opt.F16 {
+			return nil, nil, fmt.Errorf("internal error: the prepared GPU network does not match the options")
+		}
 		return opt.Net, func() {}, nil
 	}
 	g, err := NewGPUNet(net, opt)
@@ -34,6 +41,12 @@ func gpuNet(net *model.Net, opt Options) (*model.GPUNet, func(), error) {
 		return nil, nil, err
 	}
 	return g, g.Release, nil
+}
+
+// Fits tells whether p was prepared for opt's spacing and window (Run, Probe, Votes and
+// Occlude need them equal).
+func (p *Prepared) Fits(opt Options) bool {
+	return p.opt.Spacing == opt.Spacing && p.opt.window() == opt.window()
 }
 
 // Voxel is the preprocessed voxel of an input voxel.
@@ -50,7 +63,7 @@ func (p *Prepared) Probe(net *model.Net, opt Options, ijk [3]int) (*Probe, error
 	if err != nil {
 		return nil, err
 	}
-	g, release, err := gpuNet(net, opt)
+	g, release, err := p.gpuNet(net, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +72,7 @@ func (p *Prepared) Probe(net *model.Net, opt Options, ijk [3]int) (*Probe, error
 	if err != nil {
 		return nil, err
 	}
-	return &Probe{Size: p.plan.Size, Voxel: v, Start: st, Local: local, Blocks: blocks}, nil
+	return &Probe{Size: p.plan.Size, Voxel: v, Start: st, Local: local, ROI: p.plan.ROI, Blocks: blocks}, nil
 }
 
 // Votes runs every window covering input voxel ijk and returns how each voted (its logits
@@ -69,7 +82,7 @@ func (p *Prepared) Votes(net *model.Net, opt Options, ijk [3]int) ([]model.Vote,
 	if err != nil {
 		return nil, nil, err
 	}
-	g, release, err := gpuNet(net, opt)
+	g, release, err := p.gpuNet(net, opt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,6 +120,9 @@ func (p *Prepared) Occlude(net *model.Net, opt Options, prev *Result, ijk [3]int
 	if prev == nil || prev.PreLabels == nil {
 		return nil, fmt.Errorf("occlusion: segment the CT first")
 	}
+	if len(prev.PreLabels) != p.vol.Voxels() || prev.Spacing != opt.Spacing {
+		return nil, fmt.Errorf("occlusion: the segmentation was made with other settings; segment the CT again first")
+	}
 	if !(sizeMM > 0) || sizeMM > 500 {
 		return nil, fmt.Errorf("occlusion: a cube of %v mm", sizeMM)
 	}
@@ -139,7 +155,7 @@ func (p *Prepared) Occlude(net *model.Net, opt Options, prev *Result, ijk [3]int
 		lo[a], hi[a] = max(lo[a], 0), min(hi[a], size[a])
 	}
 	rerun := p.plan.Restrict(lo, hi)
-	g, release, err := gpuNet(net, opt)
+	g, release, err := p.gpuNet(net, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -160,14 +176,12 @@ func (p *Prepared) Occlude(net *model.Net, opt Options, prev *Result, ijk [3]int
 	if o.Labels, err = p.invert(merged); err != nil {
 		return nil, err
 	}
-	o.ChangedLabels = make([]uint8, len(o.Labels))
 	o.Before, o.After = make([]int, 256), make([]int, 256)
 	for i, l := range o.Labels {
 		o.Before[prev.Labels[i]]++
 		o.After[l]++
 		if l != prev.Labels[i] {
 			o.Changed++
-			o.ChangedLabels[i] = l
 		}
 	}
 	return o, nil

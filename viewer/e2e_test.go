@@ -275,7 +275,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	statsPath := waitFile(t, filepath.Join(downloads, "example_ct_sm_statistics.csv"))
 	csv, err := os.ReadFile(statsPath)
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(string(csv), "label,name,voxels,volume_ml,mean_hu,std_hu\n"), "statistics CSV header: %q", firstLine(csv))
+	require.True(t, strings.HasPrefix(string(csv), "label,name,voxels,volume_ml,mean_hu,std_hu,mean_confidence\n"), "statistics CSV header (the page computes the confidence): %q", firstLine(csv))
 
 	// The viewer: jump to the largest structure, then the screenshot.
 	do("jumping to a structure", time.Minute, chromedp.Evaluate[chromedp.Void](`(() => {

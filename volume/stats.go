@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -18,6 +19,40 @@ type StructureStats struct {
 	VolumeML float64 `json:"volume"`        // ml (= cm^3)
 	MeanHU   float64 `json:"intensity"`     // mean CT value under the label; 0 when empty
 	StdHU    float64 `json:"intensity_std"` // population std; 0 when empty
+	// MeanConfidence is the mean over the structure's voxels of the probability the network
+	// gave its label (p1); nil when not computed or when the structure is empty.
+	MeanConfidence *float64 `json:"mean_confidence,omitempty"`
+}
+
+// AddConfidence sets each structure's MeanConfidence from p1, the chosen label's probability
+// per voxel times 255 (pipeline.Result.P1), on the labels' grid.
+func AddConfidence(stats []StructureStats, labels, p1 []uint8) error {
+	if len(p1) != len(labels) {
+		return fmt.Errorf("%d confidence values for %d labels", len(p1), len(labels))
+	}
+	var n [256]int64
+	var sum [256]int64
+	for i, l := range labels {
+		n[l]++
+		sum[l] += int64(p1[i])
+	}
+	for i := range stats {
+		if l := stats[i].Label; l >= 0 && l < 256 && n[l] > 0 {
+			m := float64(sum[l]) / float64(n[l]) / 255
+			stats[i].MeanConfidence = &m
+		}
+	}
+	return nil
+}
+
+// HasConfidence tells whether the statistics carry the mean confidence (AddConfidence).
+func HasConfidence(stats []StructureStats) bool {
+	for _, s := range stats {
+		if s.MeanConfidence != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // LabelStats computes, for labels 1..len(names)-1 (and any other non-zero label present, named
@@ -75,13 +110,19 @@ func WriteStatsJSON(w io.Writer, stats []StructureStats) error {
 	}
 	for i, s := range stats {
 		k, _ := json.Marshal(s.Name)
+		var conf *float64
+		if s.MeanConfidence != nil {
+			c := round4(*s.MeanConfidence)
+			conf = &c
+		}
 		v, err := json.Marshal(struct {
-			Label  int     `json:"label"`
-			Voxels int64   `json:"voxels"`
-			Volume float64 `json:"volume"`
-			Mean   float64 `json:"intensity"`
-			Std    float64 `json:"intensity_std"`
-		}{s.Label, s.Voxels, round4(s.VolumeML), round4(s.MeanHU), round4(s.StdHU)})
+			Label      int      `json:"label"`
+			Voxels     int64    `json:"voxels"`
+			Volume     float64  `json:"volume"`
+			Mean       float64  `json:"intensity"`
+			Std        float64  `json:"intensity_std"`
+			Confidence *float64 `json:"mean_confidence,omitempty"`
+		}{s.Label, s.Voxels, round4(s.VolumeML), round4(s.MeanHU), round4(s.StdHU), conf})
 		if err != nil {
 			return err
 		}
@@ -97,16 +138,36 @@ func WriteStatsJSON(w io.Writer, stats []StructureStats) error {
 	return err
 }
 
-// WriteStatsCSV writes one row per structure: label,name,voxels,volume_ml,mean_hu,std_hu.
+// StatsColumns are WriteStatsCSV's columns; ConfidenceColumn follows them when the statistics
+// carry the confidence (empty for an empty structure).
+var StatsColumns = []string{"label", "name", "voxels", "volume_ml", "mean_hu", "std_hu"}
+
+const ConfidenceColumn = "mean_confidence"
+
+// WriteStatsCSV writes one row per structure: label,name,voxels,volume_ml,mean_hu,std_hu, and
+// mean_confidence when computed.
 func WriteStatsCSV(w io.Writer, stats []StructureStats) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write([]string{"label", "name", "voxels", "volume_ml", "mean_hu", "std_hu"}); err != nil {
+	conf := HasConfidence(stats)
+	head := StatsColumns
+	if conf {
+		head = append(slices.Clone(head), ConfidenceColumn)
+	}
+	if err := cw.Write(head); err != nil {
 		return err
 	}
 	for _, s := range stats {
 		f := func(x float64) string { return strconv.FormatFloat(round4(x), 'f', -1, 64) }
-		if err := cw.Write([]string{strconv.Itoa(s.Label), s.Name, strconv.FormatInt(s.Voxels, 10),
-			f(s.VolumeML), f(s.MeanHU), f(s.StdHU)}); err != nil {
+		row := []string{strconv.Itoa(s.Label), s.Name, strconv.FormatInt(s.Voxels, 10),
+			f(s.VolumeML), f(s.MeanHU), f(s.StdHU)}
+		if conf {
+			c := ""
+			if s.MeanConfidence != nil {
+				c = f(*s.MeanConfidence)
+			}
+			row = append(row, c)
+		}
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}

@@ -43,7 +43,14 @@ var state struct {
 	result  *pipeline.Result
 	stats   []volume.StructureStats
 	running bool
+	// prep is the CT preprocessed for the last run's spacing and window: the Teach view's
+	// probes and experiments start from it (nil until a run, and for a CT loaded since)
+	prep *pipeline.Prepared
 }
+
+// maxConfidenceVoxels bounds the CT whose run also keeps the confidence (three more bytes per
+// voxel, and five per voxel of the network's grid during the run) within wasm32's memory.
+const maxConfidenceVoxels = 160 << 20
 
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).
@@ -165,7 +172,7 @@ func ctLoaded(v *volume.Volume, h *volume.Header, s *dicom.Series, name string, 
 	if state.running {
 		return nil, busy()
 	}
-	state.ct, state.header, state.series, state.result, state.stats = v, h, s, nil, nil
+	state.ct, state.header, state.series, state.result, state.stats, state.prep = v, h, s, nil, nil, nil
 	sp := v.Spacing()
 	aff := make([]any, 0, 16)
 	for _, row := range v.Affine {
@@ -300,8 +307,58 @@ func testROI(o js.Value) (roi [3]int, set bool, err error) {
 	return [3]int{r.Int(), r.Int(), r.Int()}, true, nil
 }
 
+// runOptions are the pipeline options of a run on the page's device (segment and the Teach
+// view's runs): {spacing, precision, roi, limits, adapter, software, takeError}.
+func runOptions(jsDev, o js.Value) (pipeline.Options, func() error, error) {
+	spacing := o.Get("spacing").Float()
+	if spacing != 1.5 && spacing != 3 {
+		return pipeline.Options{}, nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
+	}
+	// f16 activation storage by default, as `ctseg segment` (the bundle runs under f16
+	// autocast); it also halves the GPU memory a run needs.
+	opt := pipeline.Options{Spacing: spacing, F16: o.Get("precision").String() != "f32"}
+	if roi, set, err := testROI(o); err != nil {
+		return opt, nil, err
+	} else if set {
+		opt.Window = model.DefaultWindowOptions()
+		opt.Window.ROI = roi
+	}
+	// tiles tuned on this adapter earlier (worker.js keeps them); they change speed only
+	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
+		if tt, err := model.ParseConvTiles(t.String()); err == nil {
+			opt.ConvTiles = tt
+		}
+	}
+	ctx, takeErr := newContext(jsDev, o)
+	opt.GPU = ctx
+	return opt, takeErr, nil
+}
+
+// prepared is the loaded CT preprocessed for opt: the one kept from the last run when it fits.
+func prepared(ct *volume.Volume, opt pipeline.Options) (*pipeline.Prepared, error) {
+	state.mu.Lock()
+	p := state.prep
+	same := state.ct == ct
+	state.mu.Unlock()
+	if p != nil && same && p.Fits(opt) {
+		return p, nil
+	}
+	p, err := pipeline.Prepare(ct, opt)
+	if err != nil {
+		return nil, err
+	}
+	state.mu.Lock()
+	if state.ct == ct {
+		state.prep = p
+	}
+	state.mu.Unlock()
+	return p, nil
+}
+
 // segment(device: GPUDevice, options: {limits, adapter, takeError, spacing, roi, precision,
-// progress(done, total), phase(text), cancelled() bool})
+// confidence, progress(done, total), phase(text), cancelled() bool}). With confidence (and a CT
+// that leaves wasm the memory for it) the result also has p1, p2 and second (Result.P1, P2,
+// Second) and each structure's mean p1.
 func segment(args []js.Value) (any, error) {
 	jsDev, o := args[0], args[1]
 	done, err := claim()
@@ -315,27 +372,16 @@ func segment(args []js.Value) (any, error) {
 	if ct == nil || net == nil {
 		return nil, errors.New("load a CT and the weights first")
 	}
-	spacing := o.Get("spacing").Float()
-	if spacing != 1.5 && spacing != 3 {
-		return nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
-	}
-	// f16 activation storage by default, as `ctseg segment` (the bundle runs under f16
-	// autocast); it also halves the GPU memory a run needs.
-	opt := pipeline.Options{Spacing: spacing, F16: o.Get("precision").String() != "f32"}
-	if roi, set, err := testROI(o); err != nil {
+	opt, takeErr, err := runOptions(jsDev, o)
+	if err != nil {
 		return nil, err
-	} else if set {
-		opt.Window = model.DefaultWindowOptions()
-		opt.Window.ROI = roi
 	}
-	ctx, takeErr := newContext(jsDev, o)
-	opt.GPU = ctx
-	// tiles tuned on this adapter earlier (worker.js keeps them); they change speed only
+	ctx, spacing := opt.GPU, opt.Spacing
+	opt.Confidence = o.Get("confidence").Truthy() && len(ct.Data) <= maxConfidenceVoxels
+	opt.KeepPreLabels = true // the Teach view's experiment starts from them (a byte a voxel)
 	tiles := ""
-	if t := o.Get("tiles"); t.Type() == js.TypeString && t.String() != "" {
-		if tt, err := model.ParseConvTiles(t.String()); err == nil {
-			opt.ConvTiles, tiles = tt, t.String()
-		}
+	if opt.ConvTiles != nil {
+		tiles = o.Get("tiles").String()
 	}
 	phase := o.Get("phase")
 	progress := o.Get("progress")
@@ -356,10 +402,15 @@ func segment(args []js.Value) (any, error) {
 		return nil, gpuError(err, takeErr(), spacing)
 	}
 	st := volume.LabelStats(res.Labels, ct, labels.Names[:res.Classes])
+	if res.P1 != nil {
+		if err := volume.AddConfidence(st, res.Labels, res.P1); err != nil {
+			return nil, err
+		}
+	}
 	state.mu.Lock()
 	state.result, state.stats = res, st
 	state.mu.Unlock()
-	return map[string]any{
+	out := map[string]any{
 		"labels":  uint8Array(res.Labels),
 		"stats":   statsList(st),
 		"windows": res.Windows,
@@ -367,7 +418,13 @@ func segment(args []js.Value) (any, error) {
 		"adapter": ctx.Adapter,
 		"peakMB":  float64(res.PeakGPU) / (1 << 20),
 		"tiles":   tiles,
-	}, nil
+	}
+	if res.P1 != nil {
+		out["p1"], out["p2"], out["second"] = uint8Array(res.P1), uint8Array(res.P2), uint8Array(res.Second)
+		// the page holds them now; Go keeps only what the statistics and experiments need
+		res.P2, res.Second = nil, nil
+	}
+	return out, nil
 }
 
 // statsList is what the page's legend shows of the structures found.
@@ -375,7 +432,11 @@ func statsList(st []volume.StructureStats) []any {
 	list := make([]any, 0, len(st))
 	for _, s := range st {
 		if s.Voxels > 0 {
-			list = append(list, map[string]any{"label": s.Label, "name": s.Name, "voxels": s.Voxels, "ml": s.VolumeML, "meanHU": s.MeanHU})
+			m := map[string]any{"label": s.Label, "name": s.Name, "voxels": s.Voxels, "ml": s.VolumeML, "meanHU": s.MeanHU}
+			if s.MeanConfidence != nil {
+				m["meanP1"] = *s.MeanConfidence
+			}
+			list = append(list, m)
 		}
 	}
 	return list
@@ -506,10 +567,15 @@ func (f lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runSegment is pipeline.Segment with panics (a JS exception from a lost device) as errors.
+// runSegment is pipeline.Segment with panics (a JS exception from a lost device) as errors;
+// the preprocessed CT is kept for the Teach view.
 func runSegment(ct *volume.Volume, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
 	defer recovered(&err)
-	return pipeline.Segment(ct, net, opt)
+	p, err := prepared(ct, opt)
+	if err != nil {
+		return nil, err
+	}
+	return p.Run(net, opt)
 }
 
 // gpuError turns a failed run into what the user should read: the device's own error first

@@ -17,6 +17,7 @@
 //	                              DICOM Segmentation of the CT's series, in pieces)
 //	statsCSV()                 -> Promise<string>
 //	labelTable()               -> {names, colors} of the 105 classes
+//	netInfo, preprocessStory, windowStory, probe, votes, occlude: the Teach view's (teach.go)
 //
 // The segmentation is pipeline.Segment, the same code `ctseg segment` runs natively; only
 // the device comes from the browser (see gpu.go).
@@ -43,6 +44,9 @@ func main() {
 		"netInfo":         asyncFunc(netInfo),
 		"preprocessStory": asyncFunc(preprocessStory),
 		"windowStory":     asyncFunc(windowStory),
+		"probe":           asyncFunc(probe),
+		"votes":           asyncFunc(votes),
+		"occlude":         asyncFunc(occlude),
 		"labelTable":      js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
 	}
 	js.Global().Set("ctsegGo", js.ValueOf(api))

@@ -3,12 +3,15 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"syscall/js"
 
 	"ctseg/model"
+	"ctseg/pipeline"
 	"ctseg/volume"
 	"ctseg/weights"
 )
@@ -184,3 +187,137 @@ func float32Array(v []float32) js.Value {
 	js.CopyBytesToJS(js.Global().Get("Uint8Array").New(out.Get("buffer")), b)
 	return out
 }
+
+// The Teach view's runs on the page's device: probe, votes, occlude. Each takes the run's
+// options as segment does ({spacing, precision, roi, limits, adapter, software, takeError})
+// and the input voxel {voxel: [i, j, k]}.
+
+// teachRun claims the worker, builds the options and the prepared CT, and runs f with panics
+// (a lost device) and GPU errors turned into what the page shows.
+func teachRun(args []js.Value, f func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error)) (v any, err error) {
+	jsDev, o := args[0], args[1]
+	done, err := claim()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	state.mu.Lock()
+	ct, net := state.ct, state.net
+	state.mu.Unlock()
+	if ct == nil || net == nil {
+		return nil, errors.New("load a CT and the weights first")
+	}
+	vx := o.Get("voxel")
+	if vx.Type() != js.TypeObject || vx.Length() != 3 {
+		return nil, errors.New("click a voxel first")
+	}
+	ijk := [3]int{vx.Index(0).Int(), vx.Index(1).Int(), vx.Index(2).Int()}
+	opt, takeErr, err := runOptions(jsDev, o)
+	if err != nil {
+		return nil, err
+	}
+	v, err = func() (v any, err error) {
+		defer recovered(&err)
+		p, err := prepared(ct, opt)
+		if err != nil {
+			return nil, err
+		}
+		return f(p, net, opt, ijk)
+	}()
+	if err != nil {
+		return nil, gpuError(err, takeErr(), opt.Spacing)
+	}
+	return v, nil
+}
+
+// probe(device, options) runs the window that weighs most at the voxel and returns every
+// block's channels on the axial plane through it: {window: {start, size, local,, plane,
+// roi}, blocks: [{name, channels, d, h, data: Float32Array [C][H][D], D fastest}]}.
+func probe(args []js.Value) (any, error) {
+	return teachRun(args, func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error) {
+		r, err := p.Probe(net, opt, ijk)
+		if err != nil {
+			return nil, err
+		}
+		blocks := make([]any, len(r.Blocks))
+		for i, b := range r.Blocks {
+			// the probe's [C][D][H] plane as the page draws planes: first axis fastest
+			t := make([]float32, len(b.Data))
+			for c := range b.C {
+				for d := range b.D {
+					for h := range b.H {
+						t[(c*b.H+h)*b.D+d] = b.Data[(c*b.D+d)*b.H+h]
+					}
+				}
+			}
+			blocks[i] = map[string]any{"name": b.Name, "channels": b.C, "d": b.D, "h": b.H, "plane": b.Plane, "data": float32Array(t)}
+		}
+		three := func(v [3]int) []any { return []any{v[0], v[1], v[2]} }
+		return map[string]any{
+			"window": map[string]any{"start": three(r.Start), "size": three(r.Size), "local": three(r.Local), "roi": three(r.ROI)},
+			"voxel":  three(r.Voxel), "plane": r.Local[2], "blocks": blocks,
+		}, nil
+	})
+}
+
+// votes(device, options) runs every window covering the voxel: {votes: [{start, weight,
+// logits: Float32Array}], blended: Float32Array (the weighted mean of the logits)}.
+func votes(args []js.Value) (any, error) {
+	return teachRun(args, func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error) {
+		vs, blended, err := p.Votes(net, opt, ijk)
+		if err != nil {
+			return nil, err
+		}
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = map[string]any{"start": []any{v.Start[0], v.Start[1], v.Start[2]}, "weight": v.Weight, "logits": float32Array(v.Logits)}
+		}
+		b := make([]float32, len(blended))
+		for i, x := range blended {
+			b[i] = float32(x)
+		}
+		return map[string]any{"votes": list, "blended": float32Array(b)}, nil
+	})
+}
+
+// occlude(device, options + {sizeMM, hu}) puts a cube of hu HU, sizeMM wide, around the voxel
+// into the network's input, re-runs the windows it can reach and compares with the last
+// segmentation: {windows, touched, rerun, changed, lo, hi (the touched windows' union on the
+// network's grid: nothing changed outside it), changes: [{label, before, after}] (the
+// structures whose voxel count changed, most changed first), labels: Uint8Array (the new label
+// map)}. The segmentation itself stays the one shown.
+func occlude(args []js.Value) (any, error) {
+	o := args[1]
+	size, hu := o.Get("sizeMM"), o.Get("hu")
+	if size.Type() != js.TypeNumber || hu.Type() != js.TypeNumber {
+		return nil, errors.New("occlude: the cube's size and HU are numbers")
+	}
+	return teachRun(args, func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error) {
+		state.mu.Lock()
+		prev := state.result
+		state.mu.Unlock()
+		e, err := p.Occlude(net, opt, prev, ijk, size.Float(), float32(hu.Float()))
+		if err != nil {
+			return nil, err
+		}
+		type change struct{ label, before, after int }
+		var cs []change
+		for l := range e.Before {
+			if e.Before[l] != e.After[l] {
+				cs = append(cs, change{l, e.Before[l], e.After[l]})
+			}
+		}
+		slices.SortStableFunc(cs, func(a, b change) int {
+			return cmp.Compare(abs(b.after-b.before), abs(a.after-a.before))
+		})
+		list := make([]any, len(cs))
+		for i, c := range cs {
+			list[i] = map[string]any{"label": c.label, "before": c.before, "after": c.after}
+		}
+		three := func(v [3]int) []any { return []any{v[0], v[1], v[2]} }
+		return map[string]any{"windows": e.Windows, "touched": e.Touched, "rerun": e.Rerun, "changed": e.Changed,
+			"lo": three(e.Lo), "hi": three(e.Hi), "changes": list, "labels": uint8Array(e.Labels)}, nil
+	})
+}
+
+func abs(x int) int { return max(x, -x) }

@@ -58,7 +58,21 @@ const teach = new Teach($('teach'), {
   },
 });
 // For the end-to-end tests: what the page shows, read without scraping pixels.
-window.ctsegTest = { cursor: () => viewer.cursor, teachState: () => ({ ...teach.state }) };
+window.ctsegTest = {
+  cursor: () => viewer.cursor,
+  jump: (v) => viewer.jumpTo(v), // as a click on that voxel
+  teachState: () => ({ ...teach.state }),
+  teachCache: () => teach.cache, // the last probe, votes and experiment, as the worker sent them
+  result: () => app.result,
+  confidenceShown: () => !!viewer.conf,
+  // base64 of a typed array's bytes (a test reads arrays through it)
+  base64: (a) => {
+    const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    let s = '';
+    for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode.apply(null, b.subarray(i, i + 8192));
+    return btoa(s);
+  },
+};
 viewer.onCursor = () => teach.cursorMoved();
 
 // setTeach opens or closes the Teach view.

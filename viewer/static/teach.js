@@ -229,6 +229,7 @@ export class Teach {
       ` per ${s}`)));
     const hover = el('p', { class: 'help', id: 'traceHover', text: 'Move the pointer over a channel for its value.' });
     const grid = el('div', { class: 'tiles', id: 'traceTiles' });
+    const tileSize = (b) => (b.channels <= 16 ? 'large' : b.channels <= 40 ? 'medium' : 'small');
     body.replaceChildren(
       el('p', { class: 'info', text: `The window starting at (${r.window.start.join(', ')}) of the ${r.window.size.join('×')} preprocessed CT holds ${this.voxelText()} at (${r.window.local.join(', ')}); each block's channels on the axial plane through it (plane ${r.plane} at full resolution), as the GPU computed them.` }),
       el('div', { class: 'row' }, sel, scales), hover, grid);
@@ -243,10 +244,16 @@ export class Teach {
       const n = b.d * b.h;
       const blockRange = range(b.data);
       grid.replaceChildren();
+      grid.dataset.size = tileSize(b);
       for (let c = 0; c < b.channels; c++) {
         const [lo, hi] = this.state.scale === 'channel' ? range(b.data, c * n, (c + 1) * n) : this.state.scale === 'block' ? blockRange : [gl, gh];
         const cv = el('canvas', { class: 'tile', title: `channel ${c}`, dataset: { channel: c } });
         drawPlane(cv, b.data, b.d, b.h, (v) => heat((v - lo) / (hi - lo)), c * n);
+        // the traced voxel, at the block's resolution (drawn flipped as drawPlane draws)
+        const mx = Math.floor((r.window.local[0] * b.d) / r.window.roi[0]), my = Math.floor((r.window.local[1] * b.h) / r.window.roi[1]);
+        const g = cv.getContext('2d');
+        g.fillStyle = 'rgba(0,255,255,0.9)';
+        g.fillRect(b.d - 1 - mx, b.h - 1 - my, 1, 1);
         cv.addEventListener('pointermove', (ev) => {
           const rc = cv.getBoundingClientRect();
           const x = b.d - 1 - Math.floor(((ev.clientX - rc.left) / rc.width) * b.d);
@@ -272,6 +279,7 @@ export class Teach {
       const m = Math.max(...l), e = l.map((x) => Math.exp(x - m)), s = e.reduce((a, b) => a + b, 0);
       return e.map((x) => x / s);
     };
+    this.cache.votes = r;
     const p = softmax([...r.blended]);
     const top = p.map((x, k) => [x, k]).sort((a, b) => b[0] - a[0]).slice(0, 5);
     const bar = (frac, k, text) => el('div', { class: 'bar', dataset: { label: k } },
@@ -445,11 +453,11 @@ export class Teach {
       },
     });
     if (!r) run.disabled = true;
-    body.append(
+    body.append(...[
       el('p', { class: 'info', text: 'Replace a cube of the CT by another tissue and see which labels change. The cube enters the network with the CT\'s own normalisation, so only the windows it touches see another input; ctseg re-runs those (and the windows that share voxels with them, whose blend they join) and keeps every other label.' }),
       r ? null : el('p', { class: 'info', text: 'Segment the CT first: the experiment compares with that result.' }),
       el('div', { class: 'row' }, el('label', {}, 'cube ', size, ' mm'), el('label', {}, 'HU ', hu)), presets,
-      el('div', { class: 'row' }, run), out);
+      el('div', { class: 'row' }, run), out].filter(Boolean));
   }
 
   showExperiment(out, e) {
@@ -458,8 +466,12 @@ export class Teach {
       el('td', { text: (names[c.label] || c.label).replaceAll('_', ' ') }),
       el('td', { text: `${c.before}` }), el('td', { text: `${c.after}` }),
       el('td', { text: `${c.after - c.before > 0 ? '+' : ''}${c.after - c.before}` })));
+    // the new label where it changed (a voxel that became background shows as none)
+    const before = this.ctx.app.result.labels, changed = new Uint8Array(e.labels.length);
+    for (let i = 0; i < changed.length; i++) if (e.labels[i] !== before[i]) changed[i] = e.labels[i];
+    this.cache.experiment = e;
     const showNew = el('input', { type: 'checkbox', id: 'showChanged' });
-    showNew.addEventListener('change', () => this.ctx.showLabels(showNew.checked ? e.changedLabels : null));
+    showNew.addEventListener('change', () => this.ctx.showLabels(showNew.checked ? changed : null));
     out.replaceChildren(
       el('p', { class: 'info', id: 'experimentSummary', text: `The cube touched ${e.touched} of ${e.windows} windows; ${e.rerun} were re-run. ${e.changed} voxels changed label, all inside the touched windows.` }),
       el('label', { class: 'row' }, showNew, ' show only the voxels that changed, in their new labels'),

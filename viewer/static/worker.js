@@ -110,6 +110,18 @@ async function tunedTiles(key) {
   }
 }
 
+async function teachRun(op, m) {
+  const gpu = await openDevice();
+  const tiles = await tunedTiles(tuningKey(gpu.adapter, m.precision, m.roi));
+  try {
+    return await ctsegGo[op](gpu.device, {
+      ...m, tiles, limits: gpu.limits, adapter: gpu.adapter, software: gpu.software, takeError: gpu.takeError, roi: m.roi || 0,
+    });
+  } finally {
+    gpu.device.destroy();
+  }
+}
+
 // cancelRequested is set by a cancel message and read by Go between windows. It is reset when
 // a segment message arrives, so a cancel can never be lost to a run that has not started yet.
 let cancelRequested = false;
@@ -152,6 +164,7 @@ const ops = {
         spacing: m.spacing,
         roi: m.roi || 0,
         precision: m.precision, // f16 unless 'f32'
+        confidence: !!m.confidence,
         progress: (done, total) => {
           if (m.fault === 'lose-device' && done >= 1) gpu.lose();
           post({ type: 'progress', done, total });
@@ -159,10 +172,23 @@ const ops = {
         phase: (text) => post({ type: 'phase', text }),
         cancelled: () => cancelRequested,
       });
-      return [v, [v.labels.buffer]];
+      return [v, [v.labels.buffer, ...(v.p1 ? [v.p1.buffer, v.p2.buffer, v.second.buffer] : [])]];
     } finally {
       gpu.device.destroy();
     }
+  },
+  // The Teach view's runs (probe, votes, occlude): each on a device of its own, as a segment.
+  async probe(m) {
+    const v = await teachRun('probe', m);
+    return [v, v.blocks.map((b) => b.data.buffer)];
+  },
+  async votes(m) {
+    const v = await teachRun('votes', m);
+    return [v, [v.blended.buffer, ...v.votes.map((x) => x.logits.buffer)]];
+  },
+  async occlude(m) {
+    const v = await teachRun('occlude', m);
+    return [v, [v.labels.buffer]];
   },
   async tune(m) {
     const gpu = await openDevice();
