@@ -13,18 +13,19 @@ import (
 
 // File names under the output folder DIR.
 const (
-	ManifestName = "manifest.csv" // the manifest in its own form, inputs absolute
-	CasesDir     = "cases"        // DIR/cases/CASE/ holds a case's outputs
-	RecordName   = "case.json"    // written last in a case's folder
-	LabelsName   = "labels.nii.gz"
-	TableName    = "labels.labels.txt" // ITK-SNAP's description of the labels, as segment writes
-	StatsName    = "stats.csv"
-	SegName      = "seg.dcm" // the DICOM Segmentation (--dicom-seg, DICOM inputs)
+	ManifestName   = "manifest.csv" // the manifest in its own form, inputs absolute
+	CasesDir       = "cases"        // DIR/cases/CASE/ holds a case's outputs
+	RecordName     = "case.json"    // written last in a case's folder
+	LabelsName     = "labels.nii.gz"
+	TableName      = "labels.labels.txt" // ITK-SNAP's description of the labels, as segment writes
+	StatsName      = "stats.csv"
+	SegName        = "seg.dcm"           // the DICOM Segmentation (--dicom-seg, DICOM inputs)
+	ConfidenceName = "confidence.nii.gz" // p1 per voxel (--confidence)
 )
 
 // OutputNames are every file a case may have besides its record, for cleaning up after a
 // case that failed or was killed.
-var OutputNames = []string{LabelsName, TableName, StatsName, SegName}
+var OutputNames = []string{LabelsName, TableName, StatsName, SegName, ConfidenceName}
 
 // A case's status in case.json and status.csv.
 const (
@@ -41,10 +42,12 @@ type Settings struct {
 	Device    string  `json:"device"`
 	ROI       int     `json:"roi"`
 	DicomSeg  bool    `json:"dicom_seg"`
+	// Confidence: confidence.nii.gz written too (every case's stats carry the mean confidence)
+	Confidence bool `json:"confidence,omitempty"`
 }
 
 func (s Settings) String() string {
-	return fmt.Sprintf("spacing=%g precision=%s device=%s roi=%d dicom_seg=%t", s.Spacing, s.Precision, s.Device, s.ROI, s.DicomSeg)
+	return fmt.Sprintf("spacing=%g precision=%s device=%s roi=%d dicom_seg=%t confidence=%t", s.Spacing, s.Precision, s.Device, s.ROI, s.DicomSeg, s.Confidence)
 }
 
 // Weights identify the network's weights by content.

@@ -231,8 +231,8 @@ func teachRun(args []js.Value, f func(p *pipeline.Prepared, net *model.Net, opt 
 }
 
 // probe(device, options) runs the window that weighs most at the voxel and returns every
-// block's channels on the axial plane through it: {window: {start, size, local,, plane,
-// roi}, blocks: [{name, channels, d, h, data: Float32Array [C][H][D], D fastest}]}.
+// block's channels on the axial plane through it: {window: {start, size, local, roi}, plane,
+// blocks: [{name, channels, d, h, data: Float32Array [C][H][D], D fastest}]}.
 func probe(args []js.Value) (any, error) {
 	return teachRun(args, func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error) {
 		r, err := p.Probe(net, opt, ijk)

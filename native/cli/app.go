@@ -261,7 +261,8 @@ func (a *appRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progre
 	if err != nil {
 		return nil, err
 	}
-	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled}
+	// the confidence, as `ctseg segment --stats` computes it: the statistics carry its mean
+	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled, Confidence: true}
 	if a.ctx != nil {
 		opt.GPU = a.ctx
 		opt.ConvTiles = tunedTiles(a.env, a.ctx, f16, a.window.ROI, a.verbose)

@@ -64,6 +64,7 @@ func runBatch(env *Env, args []string) error {
 	device := fs.String("device", "gpu", "gpu or cpu")
 	precision := fs.String("precision", "f16", "GPU storage: f16 (as the bundle's f16 autocast) or f32")
 	dicomSeg := fs.Bool("dicom-seg", false, "also write seg.dcm, a DICOM Segmentation, for each case read from a DICOM series")
+	confidence := fs.Bool("confidence", false, "also write confidence.nii.gz for each case: p1, the probability the network gave each voxel's label (every case's stats carry the mean confidence anyway)")
 	adapter := fs.String("adapter", "", "the GPU to use where there are several: its index or a part of its name (ctseg adapters lists them)")
 	roi := fs.Int("roi", 96, "sliding-window size (the bundle's 96; smaller only for tests)")
 	dry := fs.Bool("dry-run", false, "check the manifest, the weights and --out, print how many cases there are and how many are done, and stop")
@@ -134,13 +135,14 @@ func runBatch(env *Env, args []string) error {
 	}
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
-	settings := cohort.Settings{Spacing: *spacing, Precision: *precision, Device: *device, ROI: *roi, DicomSeg: *dicomSeg}
+	settings := cohort.Settings{Spacing: *spacing, Precision: *precision, Device: *device, ROI: *roi, DicomSeg: *dicomSeg, Confidence: *confidence}
 	if *device == "cpu" {
 		settings.Precision = "f32" // the CPU implementation computes in f32 whatever --precision says
 	}
 	b := &batchRun{
 		env: env, out: *out, dicomSeg: *dicomSeg, net: net,
-		opt:      pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt},
+		// the confidence comes from the labels' own pass: stats.csv carries its mean
+		opt:      pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt, Confidence: true},
 		weights:  cohort.Weights{Path: wfile, SHA256: wsum},
 		settings: settings,
 		adapter:  "cpu (ctseg's CPU implementation, f32)",
@@ -467,6 +469,9 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 	cenv := &Env{Stdout: io.Discard, Stderr: io.Discard}
 	o := segOutputs{labels: filepath.Join(dir, cohort.LabelsName), table: filepath.Join(dir, cohort.TableName),
 		stats: filepath.Join(dir, cohort.StatsName), statsCSV: true}
+	if b.settings.Confidence {
+		o.confidence = filepath.Join(dir, cohort.ConfidenceName)
+	}
 	if b.dicomSeg {
 		if p.series != nil {
 			o.dicomSeg = filepath.Join(dir, cohort.SegName)
@@ -488,8 +493,8 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 		return nil, err
 	}
 	rec.Notes = append(rec.Notes, cenv.notes...)
-	for _, name := range []string{cohort.LabelsName, cohort.TableName, cohort.StatsName, cohort.SegName} {
-		if name == cohort.SegName && o.dicomSeg == "" {
+	for _, name := range []string{cohort.LabelsName, cohort.TableName, cohort.StatsName, cohort.SegName, cohort.ConfidenceName} {
+		if name == cohort.SegName && o.dicomSeg == "" || name == cohort.ConfidenceName && o.confidence == "" {
 			continue
 		}
 		d, err := cohort.Describe(dir, name)

@@ -3,8 +3,13 @@
 package cli
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"ctseg/internal/atomicfile"
 	"ctseg/model"
@@ -15,11 +20,13 @@ func init() {
 }
 
 func runForward(env *Env, args []string) error {
-	fs := newFlags(env, "forward", "--weights FILE --input IN.f32 --shape D,H,W --output OUT.f32 [flags]")
+	fs := newFlags(env, "forward", "--weights FILE --input IN.f32 --shape D,H,W [--output OUT.f32] [--confidence CONF.f32] [--probe DIR] [flags]")
 	wpath := fs.String("weights", "", "MONAI checkpoint (model.pt) or ctseg weight file")
 	in := fs.String("input", "", "raw little-endian float32 input [1,1,D,H,W]")
 	shape := fs.String("shape", "", "input size D,H,W")
 	out := fs.String("output", "", "raw float32 logits [1,K,D,H,W]")
+	confOut := fs.String("confidence", "", "also write p1, the softmax probability of each voxel's argmax class, as raw float32 [1,1,D,H,W]")
+	probeDir := fs.String("probe", "", "also write every block's output (MONAI's module names) into this folder: NAME.f32, raw float32 [C,D,H,W], and index.json (whole input only, no --roi)")
 	device := fs.String("device", "cpu", "cpu or gpu")
 	precision := fs.String("precision", "f32", "GPU activation storage: f32 or f16")
 	roi := fs.String("roi", "", "sliding-window size N or D,H,W (default: the whole input at once)")
@@ -30,8 +37,14 @@ func runForward(env *Env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := required(fs, "weights", "input", "shape", "output"); err != nil {
+	if err := required(fs, "weights", "input", "shape"); err != nil {
 		return err
+	}
+	if *out == "" && *confOut == "" && *probeDir == "" {
+		return fmt.Errorf("nothing to write: give --output, --confidence or --probe")
+	}
+	if *probeDir != "" && *roi != "" {
+		return fmt.Errorf("--probe takes the whole input through the network at once; it cannot be combined with --roi")
 	}
 	size, err := parseTriple("shape", *shape)
 	if err != nil {
@@ -64,8 +77,21 @@ func runForward(env *Env, args []string) error {
 		return err
 	}
 	ao := atomicfile.Options{Force: *force, Inputs: []string{*wpath, *in}}
-	if err := atomicfile.Check(*out, ao); err != nil {
+	for _, f := range []string{*out, *confOut} {
+		if f == "" {
+			continue
+		}
+		if err := atomicfile.Check(f, ao); err != nil {
+			return err
+		}
+	}
+	if err := distinctOutputs(*out, *confOut, *probeDir); err != nil {
 		return err
+	}
+	if *probeDir != "" {
+		if err := checkProbeDir(*probeDir, *force); err != nil {
+			return err
+		}
 	}
 	data, err := readRawF32(*in, size[0]*size[1]*size[2])
 	if err != nil {
@@ -77,12 +103,20 @@ func runForward(env *Env, args []string) error {
 	}
 	vol := &model.Tensor{C: 1, D: size[0], H: size[1], W: size[2], Data: data}
 	var logits []float32
+	var probe []model.ProbeBlock
 	if *device == "cpu" {
-		res, err := model.SlidingWindow(vol, opt, net.Cfg.OutChannels, net.Forward)
-		if err != nil {
-			return err
+		if *probeDir != "" {
+			if probe, err = net.Probe(vol); err != nil {
+				return err
+			}
+			logits = probe[len(probe)-1].Data
+		} else {
+			res, err := model.SlidingWindow(vol, opt, net.Cfg.OutChannels, net.Forward)
+			if err != nil {
+				return err
+			}
+			logits = res.Data
 		}
-		logits = res.Data
 	} else {
 		ctx, err := openGPU(env, *verbose)
 		if err != nil {
@@ -93,14 +127,93 @@ func runForward(env *Env, args []string) error {
 			return err
 		}
 		defer g.Release()
-		logits = make([]float32, net.Cfg.OutChannels*vol.Voxels())
-		if err := g.SlidingWindow(vol, plan, model.WindowOutput{Logits: logits}, nil); err != nil {
-			return err
+		if *probeDir != "" {
+			// the whole input is one window: its blocks, conv_final being its logits
+			if probe, err = g.Probe(data, -1); err != nil {
+				return err
+			}
+			logits = probe[len(probe)-1].Data
+		} else {
+			logits = make([]float32, net.Cfg.OutChannels*vol.Voxels())
+			if err := g.SlidingWindow(vol, plan, model.WindowOutput{Logits: logits}, nil); err != nil {
+				return err
+			}
 		}
 		if *verbose {
 			fmt.Fprintf(env.Stderr, "plan: %d windows, network buffers %d bytes, largest binding %d bytes, measured peak %d bytes\n",
 				plan.NumWindows(), g.PlanBytes, g.MaxBinding, ctx.PeakBytes())
 		}
 	}
-	return atomicfile.Write(*out, ao, func(w io.Writer) error { return writeRawF32(w, logits) })
+	// all outputs or none
+	var outs atomicfile.Set
+	defer outs.Abort()
+	if *out != "" {
+		if err := outs.Write(*out, ao, func(w io.Writer) error { return writeRawF32(w, logits) }); err != nil {
+			return err
+		}
+	}
+	if *confOut != "" {
+		// p1 from the logits written, in float64 (segment's comes from the GPU head's unorm16)
+		p1 := model.SoftmaxP1(logits, net.Cfg.OutChannels)
+		if err := outs.Write(*confOut, ao, func(w io.Writer) error { return writeRawF32(w, p1) }); err != nil {
+			return err
+		}
+	}
+	if *probeDir != "" {
+		if err := writeProbe(&outs, *probeDir, probe, *force); err != nil {
+			return err
+		}
+	}
+	return outs.Commit()
+}
+
+// probeIndex is DIR/index.json of `forward --probe`: the blocks in the network's order.
+type probeIndex struct {
+	Blocks []probeEntry `json:"blocks"`
+}
+
+type probeEntry struct {
+	Name  string `json:"name"`  // MONAI's module path
+	File  string `json:"file"`  // NAME.f32 in the folder
+	Shape []int  `json:"shape"` // [C, D, H, W]
+	DType string `json:"dtype"` // float32, little endian
+}
+
+// checkProbeDir refuses a folder that is a file, or that holds a probe already (without force).
+func checkProbeDir(dir string, force bool) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--probe %s: %v", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--probe %s: not a folder", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil && !force {
+		return fmt.Errorf("--probe %s holds a probe already (use --force to replace it)", dir)
+	}
+	return nil
+}
+
+// writeProbe writes every block as DIR/NAME.f32 and DIR/index.json into outs.
+func writeProbe(outs *atomicfile.Set, dir string, blocks []model.ProbeBlock, force bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--probe: %v", err)
+	}
+	ao := atomicfile.Options{Force: force}
+	var idx probeIndex
+	for _, b := range blocks {
+		name := b.Name + ".f32"
+		if err := outs.Write(filepath.Join(dir, name), ao, func(w io.Writer) error { return writeRawF32(w, b.Data) }); err != nil {
+			return err
+		}
+		idx.Blocks = append(idx.Blocks, probeEntry{Name: b.Name, File: name, Shape: []int{b.C, b.D, b.H, b.W}, DType: "float32"})
+	}
+	return outs.Write(filepath.Join(dir, "index.json"), ao, func(w io.Writer) error {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(idx)
+	})
 }

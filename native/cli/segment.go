@@ -41,7 +41,8 @@ func runSegment(env *Env, args []string) error {
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
 	device := fs.String("device", "gpu", "gpu or cpu")
 	precision := fs.String("precision", "f16", "GPU storage: f16 (as the bundle's f16 autocast) or f32")
-	stats := fs.String("stats", "", "also write per-structure statistics (.json or .csv)")
+	stats := fs.String("stats", "", "also write per-structure statistics (.json or .csv), with each structure's mean confidence")
+	confOut := fs.String("confidence", "", "also write p1, the probability the network gave each voxel's label, on the input's grid (.nii or .nii.gz, uint8 with scl_slope 1/255)")
 	dry := fs.Bool("dry-run", false, "print the grid, windows, FLOPs and planned peak GPU memory, and stop")
 	force := fs.Bool("force", false, "overwrite existing outputs")
 	verbose := fs.Bool("verbose", false, "print the adapter, its limits and the plan")
@@ -76,7 +77,11 @@ func runSegment(env *Env, args []string) error {
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
 	if *dry {
-		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, *device == "gpu")
+		read := model.ReadLabels
+		if *confOut != "" || *stats != "" {
+			read = model.ReadConfidence
+		}
+		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, *device == "gpu", read)
 	}
 	ao := atomicfile.Options{Force: *force, Inputs: []string{*in, *wpath}}
 	var table string
@@ -84,8 +89,8 @@ func runSegment(env *Env, args []string) error {
 		if err := atomicfile.Check(*out, ao); err != nil {
 			return err
 		}
-		if !strings.HasSuffix(strings.ToLower(*out), ".nii") && !strings.HasSuffix(strings.ToLower(*out), ".nii.gz") {
-			return fmt.Errorf("--output %s: the name must end in .nii or .nii.gz", *out)
+		if err := checkNIfTIName("--output", *out); err != nil {
+			return err
 		}
 		table = colorTablePath(*out)
 		if err := atomicfile.Check(table, ao); err != nil {
@@ -97,8 +102,16 @@ func runSegment(env *Env, args []string) error {
 			return err
 		}
 	}
-	if err := distinctOutputs(*out, table, *segOut, *stats); err != nil {
+	if err := distinctOutputs(*out, table, *segOut, *stats, *confOut); err != nil {
 		return err
+	}
+	if *confOut != "" {
+		if err := checkNIfTIName("--confidence", *confOut); err != nil {
+			return err
+		}
+		if err := atomicfile.Check(*confOut, ao); err != nil {
+			return err
+		}
 	}
 	statsCSV := false
 	if *stats != "" {
@@ -125,7 +138,8 @@ func runSegment(env *Env, args []string) error {
 	if net.Cfg.OutChannels > labels.Count {
 		return fmt.Errorf("weights %s have %d classes; the label map has %d", wfile, net.Cfg.OutChannels, labels.Count)
 	}
-	opt := pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt}
+	// the confidence comes from the same pass as the labels: the statistics carry its mean
+	opt := pipeline.Options{Spacing: *spacing, F16: f16, Window: wopt, Confidence: *confOut != "" || *stats != ""}
 	stages := []pipeline.Stage{{Name: "load weights", Seconds: time.Since(start).Seconds()}}
 	// The GPU is set up (device, pipelines compiled, weights uploaded) while the CT is read.
 	setup := make(chan error, 1)
@@ -166,7 +180,7 @@ func runSegment(env *Env, args []string) error {
 	// all outputs or none, and an existing file (--force) stays until all are written
 	var outs atomicfile.Set
 	defer outs.Abort()
-	written, err := writeSegOutputs(env, &outs, segOutputs{labels: *out, table: table, dicomSeg: *segOut, stats: *stats, statsCSV: statsCSV},
+	written, err := writeSegOutputs(env, &outs, segOutputs{labels: *out, table: table, dicomSeg: *segOut, stats: *stats, statsCSV: statsCSV, confidence: *confOut},
 		ao, res, ct, ctHeader, ctSeries)
 	if err != nil {
 		return err
@@ -212,7 +226,8 @@ type segOutputs struct {
 	labels, table string // the label map (.nii or .nii.gz) and its ITK-SNAP description
 	dicomSeg      string
 	stats         string
-	statsCSV      bool // stats as CSV, else JSON
+	statsCSV      bool   // stats as CSV, else JSON
+	confidence    string // p1 on the input's grid (.nii or .nii.gz)
 }
 
 // writeSegOutputs adds a result's outputs to outs (committed by the caller, so that they land
@@ -252,8 +267,25 @@ func writeSegOutputs(env *Env, outs *atomicfile.Set, o segOutputs, ao atomicfile
 			written = append(written, desc)
 		}
 	}
+	if o.confidence != "" {
+		if res.P1 == nil {
+			return nil, fmt.Errorf("internal error: no confidence was computed")
+		}
+		gz := strings.HasSuffix(strings.ToLower(o.confidence), ".gz")
+		if err := outs.Write(o.confidence, ao, func(w io.Writer) error {
+			return volume.EncodeProbability(w, gz, res.Dims, res.Affine, res.P1, lopt.Write)
+		}); err != nil {
+			return nil, err
+		}
+		written = append(written, o.confidence)
+	}
 	if o.stats != "" {
 		st := volume.LabelStats(res.Labels, ct, names)
+		if res.P1 != nil {
+			if err := volume.AddConfidence(st, res.Labels, res.P1); err != nil {
+				return nil, err
+			}
+		}
 		if err := outs.Write(o.stats, ao, func(w io.Writer) error {
 			if o.statsCSV {
 				return volume.WriteStatsCSV(w, st)
@@ -265,6 +297,14 @@ func writeSegOutputs(env *Env, outs *atomicfile.Set, o segOutputs, ao atomicfile
 		written = append(written, o.stats)
 	}
 	return written, nil
+}
+
+// checkNIfTIName refuses an output name that is not .nii or .nii.gz.
+func checkNIfTIName(flag, name string) error {
+	if low := strings.ToLower(name); !strings.HasSuffix(low, ".nii") && !strings.HasSuffix(low, ".nii.gz") {
+		return fmt.Errorf("%s %s: the name must end in .nii or .nii.gz", flag, name)
+	}
+	return nil
 }
 
 // distinctOutputs refuses two outputs of one command at the same path (one would silently
@@ -326,7 +366,7 @@ func resolveWeights(path string, spacing float64, precision string) (string, err
 }
 
 // segmentDryRun prints the plan from the same planner the run uses, reading only the header.
-func segmentDryRun(env *Env, in, series, wpath string, spacing float64, wopt model.WindowOptions, f16, useGPU bool) error {
+func segmentDryRun(env *Env, in, series, wpath string, spacing float64, wopt model.WindowOptions, f16, useGPU bool, read model.Readback) error {
 	h, err := readGrid(env, in, series, false)
 	if err != nil {
 		return err
@@ -356,7 +396,7 @@ func segmentDryRun(env *Env, in, series, wpath string, spacing float64, wopt mod
 			limits, adapter = ctx.Limits, ctx.Adapter
 		}
 	}
-	p, err := model.PlanGPU(cfg, plan, limits, model.GPUOptions{F16: f16}, model.ReadLabels)
+	p, err := model.PlanGPU(cfg, plan, limits, model.GPUOptions{F16: f16}, read)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"ctseg/internal/version"
 )
 
-
 const unknownWGPU = "unknown (the library was built without a version)"
 
 func init() {

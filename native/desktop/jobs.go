@@ -318,6 +318,12 @@ func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing floa
 		return
 	}
 	st := volume.LabelStats(res.Labels, ct, lopt.Names)
+	if res.P1 != nil { // as `ctseg segment --stats` writes them
+		if err := volume.AddConfidence(st, res.Labels, res.P1); err != nil {
+			fail(oneLine(err))
+			return
+		}
+	}
 	if err := volume.WriteStatsCSV(&sb, st); err != nil {
 		fail(oneLine(err))
 		return

@@ -54,7 +54,7 @@ func (r *cpuRunner) Check(spacing float64, f16 bool) error {
 }
 
 func (r *cpuRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progress func(int, int), cancelled func() bool) (*pipeline.Result, error) {
-	return pipeline.Segment(ct, r.net, pipeline.Options{Spacing: spacing, Window: r.win, Progress: progress, Cancelled: cancelled})
+	return pipeline.Segment(ct, r.net, pipeline.Options{Spacing: spacing, Window: r.win, Progress: progress, Cancelled: cancelled, Confidence: true})
 }
 
 const testROI = 32
