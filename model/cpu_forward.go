@@ -32,6 +32,12 @@ func (n *Net) Head(feat *Tensor) *Tensor {
 }
 
 func (n *Net) head(feat *Tensor) (*Tensor, error) {
+	if f := n.fast(); f != nil {
+		if err := checkConv(feat, &n.Final); err != nil {
+			return nil, fmt.Errorf("segresnet head: %w", err)
+		}
+		return f.headTensor(feat), nil
+	}
 	out, err := conv3D(feat, &n.Final, nil)
 	if err != nil {
 		return nil, fmt.Errorf("segresnet head: %w", err)
@@ -47,6 +53,9 @@ func (n *Net) head(feat *Tensor) (*Tensor, error) {
 func (n *Net) Trace(x *Tensor, visit func(layer string, t *Tensor)) (*Tensor, error) {
 	if err := n.checkInput(x); err != nil {
 		return nil, err
+	}
+	if f := n.fast(); f != nil {
+		return f.features(n, x, visit, nil), nil
 	}
 	emit := func(layer string, t *Tensor) {
 		if visit != nil {

@@ -5,6 +5,7 @@ package model
 
 import (
 	"fmt"
+	"sync"
 
 	"ctseg/weights"
 )
@@ -59,6 +60,9 @@ type Net struct {
 	Up        []UpLevel
 	FinalNorm Norm
 	Final     Conv // 1x1x1, F -> K, with bias
+
+	fastMu  sync.Mutex
+	fastNet *fastNet // the weights packed for the CPU kernels, made on first use (fast)
 }
 
 // NewNet validates the state dict (weights.InferConfig) and maps its tensors onto the graph.
