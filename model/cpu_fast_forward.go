@@ -151,19 +151,39 @@ func (n *Net) chainErr() error {
 	return nil
 }
 
-// features is Trace on the kernels (x already checked by checkInput). The returned tensor is
-// dst when given (of the features' shape), else a new one.
-func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor), dst *Tensor) *Tensor {
+// features is Trace on the kernels (x already checked by checkInput), timing every
+// operation into prof when it is not nil. The returned tensor is dst when given (of the
+// features' shape), else a new one.
+func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor), dst *Tensor, prof *cpuProfile) *Tensor {
 	p := &f.pool
 	emit := func(layer string, b *pbuf) {
 		if visit != nil {
 			visit(layer, b.toTensor())
 		}
 	}
+	conv := func(out, in *pbuf, pc *packedConv, accumulate bool) {
+		kind := convKind(pc.c)
+		prof.time(kind, func() { f.convPadded(out, in, pc, accumulate) })
+		prof.add(kind, convFLOPs(pc.c, out.D*out.H*out.W))
+	}
+	norm := func(dst, src *pbuf, m *Norm) {
+		prof.time("groupnorm", func() { groupNormPadded(dst, src, m, true) })
+		prof.add("groupnorm", 5*float64(src.C*src.D*src.H*src.W))
+	}
+	block := func(h *pbuf, b *fastBlock) { // ResBlock.forward in place: h += conv2(...)
+		t := p.get(h.C, h.D, h.H, h.W, false)
+		norm(t, h, &b.b.Norm1)
+		c := p.get(h.C, h.D, h.H, h.W, false)
+		conv(c, t, b.conv1, false)
+		norm(c, c, &b.b.Norm2)
+		conv(h, c, b.conv2, true)
+		p.put(t, c)
+	}
+
 	in := p.get(1, x.D, x.H, x.W, false)
 	in.fromTensor(x)
 	h := p.get(n.Init.Out, x.D, x.H, x.W, false)
-	f.convPadded(h, in, f.init, false)
+	conv(h, in, f.init, false)
 	p.put(in)
 	emit("convInit", h)
 
@@ -171,12 +191,12 @@ func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor
 	for i := range n.Down {
 		if d := f.down[i]; d != nil {
 			o := p.get(d.c.Out, convOutSize(h.D, 2), convOutSize(h.H, 2), convOutSize(h.W, 2), false)
-			f.convPadded(o, h, d, false)
+			conv(o, h, d, false)
 			h = o // the previous level's output stays, as its skip
 			emit(fmt.Sprintf("down_layers.%d.0", i), h)
 		}
 		for j := range f.downB[i] {
-			f.resBlock(h, &f.downB[i][j])
+			block(h, &f.downB[i][j])
 			emit(fmt.Sprintf("down_layers.%d.%d", i, j+1), h)
 		}
 		skips[i] = h
@@ -184,36 +204,26 @@ func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor
 	top := len(n.Down) - 1
 	for i := range n.Up {
 		r := p.get(f.up[i].c.Out, h.D, h.H, h.W, false)
-		f.convPadded(r, h, f.up[i], false)
+		conv(r, h, f.up[i], false)
 		p.put(h)
 		h = skips[top-1-i]
-		upsampleAddPadded(h, r) // into the skip, which nothing else reads
+		prof.time("upsample", func() { upsampleAddPadded(h, r) }) // into the skip, which nothing else reads
+		prof.add("upsample", 30*float64(h.C*h.D*h.H*h.W))
 		p.put(r)
 		emit(fmt.Sprintf("up_samples.%d", i), h)
 		for j := range f.upB[i] {
-			f.resBlock(h, &f.upB[i][j])
+			block(h, &f.upB[i][j])
 			emit(fmt.Sprintf("up_layers.%d.%d", i, j), h)
 		}
 	}
 	if dst == nil {
 		dst = NewTensor(h.C, h.D, h.H, h.W)
 	}
-	groupNormToTensor(dst, h, &n.FinalNorm, true)
+	prof.time("groupnorm", func() { groupNormToTensor(dst, h, &n.FinalNorm, true) })
+	prof.add("groupnorm", groupNormFLOPs(dst))
 	p.put(h)
 	if visit != nil {
 		visit("conv_final.1", dst)
 	}
 	return dst
-}
-
-// resBlock is ResBlock.forward in place: h += conv2(relu(gn2(conv1(relu(gn1(h)))))).
-func (f *fastNet) resBlock(h *pbuf, b *fastBlock) {
-	p := &f.pool
-	t := p.get(h.C, h.D, h.H, h.W, false)
-	groupNormPadded(t, h, &b.b.Norm1, true)
-	c := p.get(h.C, h.D, h.H, h.W, false)
-	f.convPadded(c, t, b.conv1, false)
-	groupNormPadded(c, c, &b.b.Norm2, true)
-	f.convPadded(h, c, b.conv2, true)
-	p.put(t, c)
 }

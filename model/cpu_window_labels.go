@@ -23,7 +23,21 @@ func (n *Net) SlidingWindowLabels(x *Tensor, opt WindowOptions, progress func(do
 		b.finish(finished, z1, x, out, n.argmax1, fn)
 		finished = z1
 	}
-	if err := b.slide(padded, n.Features, finish, progress); err != nil {
+	predict := n.Features
+	if fn != nil {
+		// one features tensor for every window: the blender has added it before the next
+		var feat *Tensor
+		predict = func(win *Tensor) (*Tensor, error) {
+			if err := n.checkInput(win); err != nil {
+				return nil, err
+			}
+			if feat == nil {
+				feat = NewTensor(n.FinalNorm.C, win.D, win.H, win.W)
+			}
+			return fn.features(n, win, nil, feat, nil), nil
+		}
+	}
+	if err := b.slide(padded, predict, finish, progress); err != nil {
 		return nil, err
 	}
 	finish(plan.Padded[0])
