@@ -167,7 +167,7 @@ func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor
 		prof.add(kind, convFLOPs(pc.c, out.D*out.H*out.W))
 	}
 	norm := func(dst, src *pbuf, m *Norm) {
-		prof.time("groupnorm", func() { groupNormPadded(dst, src, m, true) })
+		prof.time("groupnorm", func() { f.groupNormPadded(dst, src, m, true) })
 		prof.add("groupnorm", 5*float64(src.C*src.D*src.H*src.W))
 	}
 	block := func(h *pbuf, b *fastBlock) { // ResBlock.forward in place: h += conv2(...)
@@ -219,7 +219,7 @@ func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor
 	if dst == nil {
 		dst = NewTensor(h.C, h.D, h.H, h.W)
 	}
-	prof.time("groupnorm", func() { groupNormToTensor(dst, h, &n.FinalNorm, true) })
+	prof.time("groupnorm", func() { f.groupNormToTensor(dst, h, &n.FinalNorm) })
 	prof.add("groupnorm", groupNormFLOPs(dst))
 	p.put(h)
 	if visit != nil {

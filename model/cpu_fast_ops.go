@@ -7,79 +7,83 @@ import "math"
 // the same float32 (and float64) operations, only over padded rows.
 
 // groupNormStats returns each channel's scale and shift, y = x*scale + shift, as groupNorm
-// computes them: two float64 passes (mean, then squared deviations) over the interior.
-func groupNormStats(src *pbuf, n *Norm) (scale, shift []float32) {
+// defines them. One float64 pass per channel over its whole padded storage (the halo is zero,
+// so its share is known and taken off) gives the sum and the sum of squares of x - s, s
+// being a value of the group: in float64 and shifted by a value of the data, the variance
+// does not suffer the cancellation the reference's two passes avoid, and the activations are
+// read once instead of twice.
+func (f *fastNet) groupNormStats(src *pbuf, n *Norm) (scale, shift []float32) {
 	cpg := n.C / n.Groups
-	count := float64(cpg * src.D * src.H * src.W)
-	channelSum := func(c int, f func(row []float32) float64) float64 {
-		s := 0.0
-		for z := range src.D {
-			for y := range src.H {
-				s += f(src.row(c, z, y))
-			}
-		}
-		return s
+	vox := src.D * src.H * src.W
+	cs := src.cstride()
+	halo := float64(cs - vox)
+	count := float64(cpg * vox)
+	ref := make([]float64, n.Groups)
+	for g := range ref {
+		ref[g] = float64(src.row(g*cpg, 0, 0)[0])
 	}
-	sums := make([]float64, n.C)
-	parallelFor(n.C, func(c int) { sums[c] = channelSum(c, func(r []float32) float64 { return sum64(r, 0) }) })
-	mean := make([]float64, n.Groups)
-	for c, s := range sums {
-		mean[c/cpg] += s
-	}
-	for g := range mean {
-		mean[g] /= count
-	}
+	s, q := make([]float64, n.C), make([]float64, n.C)
 	parallelFor(n.C, func(c int) {
-		m := mean[c/cpg]
-		sums[c] = channelSum(c, func(r []float32) float64 { return sumSq64(r, m) })
+		r := ref[c/cpg]
+		s[c], q[c] = f.isa.sums(src.data[c*cs:(c+1)*cs], r)
+		s[c] += r * halo // each zero of the halo added 0 - r and r²
+		q[c] -= r * r * halo
 	})
-	variance := make([]float64, n.Groups)
-	for c, s := range sums {
-		variance[c/cpg] += s
-	}
 	scale, shift = make([]float32, n.C), make([]float32, n.C)
-	for c := range n.C {
-		g := c / cpg
-		inv := 1 / math.Sqrt(variance[g]/count+GroupNormEps)
-		s := float64(n.Gamma[c]) * inv
-		scale[c], shift[c] = float32(s), float32(float64(n.Beta[c])-mean[g]*s)
+	for g := range n.Groups {
+		var sg, qg float64
+		for c := g * cpg; c < (g+1)*cpg; c++ {
+			sg, qg = sg+s[c], qg+q[c]
+		}
+		d := sg / count // mean - ref
+		mean := ref[g] + d
+		variance := max(qg/count-d*d, 0)
+		inv := 1 / math.Sqrt(variance+GroupNormEps)
+		for c := g * cpg; c < (g+1)*cpg; c++ {
+			sc := float64(n.Gamma[c]) * inv
+			scale[c], shift[c] = float32(sc), float32(float64(n.Beta[c])-mean*sc)
+		}
 	}
 	return scale, shift
 }
 
-// normRow writes x*sc+sh (and the ReLU) of src to dst, which may be src.
-func normRow(dst, src []float32, sc, sh float32, relu bool) {
+// normRow writes x*sc+sh of src to dst without the ReLU (GroupNorm's option the network
+// does not use).
+func normRow(dst, src []float32, sc, sh float32) {
 	src = src[:len(dst)]
-	if relu {
-		for i, v := range src {
-			dst[i] = max(v*sc+sh, 0)
-		}
-		return
-	}
 	for i, v := range src {
 		dst[i] = v*sc + sh
 	}
 }
 
 // groupNormPadded writes GroupNorm (and ReLU) of src into dst's interior; dst may be src.
-func groupNormPadded(dst, src *pbuf, n *Norm, relu bool) {
-	scale, shift := groupNormStats(src, n)
+// Each plane's interior rows are one run with their halo columns, which are cleared after.
+func (f *fastNet) groupNormPadded(dst, src *pbuf, n *Norm, relu bool) {
+	scale, shift := f.groupNormStats(src, n)
+	wp, plane, cs := src.W+2, (src.H+2)*(src.W+2), src.cstride()
 	parallelFor(n.C*src.D, func(t int) {
 		c, z := t/src.D, t%src.D
-		for y := range src.H {
-			normRow(dst.row(c, z, y), src.row(c, z, y), scale[c], shift[c], relu)
+		lo, hi := c*cs+(z+1)*plane+wp, c*cs+(z+1)*plane+(src.H+1)*wp
+		d := dst.data[lo:hi]
+		if relu {
+			f.isa.scaleReLU(d, src.data[lo:hi], scale[c], shift[c])
+		} else {
+			normRow(d, src.data[lo:hi], scale[c], shift[c])
+		}
+		for p := 0; p < len(d); p += wp {
+			d[p], d[p+wp-1] = 0, 0
 		}
 	})
 }
 
-// groupNormToTensor writes GroupNorm (and ReLU) of src into dst, an unpadded tensor of its
+// groupNormToTensor writes GroupNorm and ReLU of src into dst, an unpadded tensor of its
 // shape: the network's features leave the padded layout here.
-func groupNormToTensor(dst *Tensor, src *pbuf, n *Norm, relu bool) {
-	scale, shift := groupNormStats(src, n)
+func (f *fastNet) groupNormToTensor(dst *Tensor, src *pbuf, n *Norm) {
+	scale, shift := f.groupNormStats(src, n)
 	parallelFor(n.C*src.D, func(t int) {
 		c, z := t/src.D, t%src.D
 		for y := range src.H {
-			normRow(dst.Data[((c*src.D+z)*src.H+y)*src.W:][:src.W], src.row(c, z, y), scale[c], shift[c], relu)
+			f.isa.scaleReLU(dst.Data[((c*src.D+z)*src.H+y)*src.W:][:src.W], src.row(c, z, y), scale[c], shift[c])
 		}
 	})
 }

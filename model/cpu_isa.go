@@ -33,6 +33,46 @@ type cpuISA struct {
 	noc   int    // output channels per block
 	// kernels[nv-1] computes nv vectors of positions; the last is the widest block.
 	kernels []convKernel
+	// GroupNorm's two passes over n values, n a multiple of 8 (nil: Go loops): the sums of
+	// x-shift and of its square in float64, and dst = max(0, src*scale + shift).
+	normSums func(x *float32, n int, shift float64) (s, q float64)
+	normReLU func(dst, src *float32, n int, scale, shift float32)
+}
+
+// sums returns the sum of v[i]-shift and of its square, in float64.
+func (k *cpuISA) sums(v []float32, shift float64) (s, q float64) {
+	n := 0
+	if k.normSums != nil && len(v) >= 8 {
+		n = len(v) &^ 7
+		s, q = k.normSums(&v[0], n, shift)
+	}
+	for _, x := range v[n:] {
+		d := float64(x) - shift
+		s += d
+		q += d * d
+	}
+	return s, q
+}
+
+// scaleReLU sets dst[i] = max(0, src[i]*scale + shift); dst may be src.
+func (k *cpuISA) scaleReLU(dst, src []float32, scale, shift float32) {
+	src = src[:len(dst)]
+	n := 0
+	if k.normReLU != nil && len(dst) >= 8 {
+		n = len(dst) &^ 7
+		k.normReLU(&dst[0], &src[0], n, scale, shift)
+	}
+	if k.normReLU == nil {
+		for i := n; i < len(dst); i++ {
+			dst[i] = max(src[i]*scale+shift, 0)
+		}
+		return
+	}
+	// the tail as the kernel computes it, one fused multiply-add, so that a value does not
+	// depend on whether it fell in a kernel's run (a padded plane) or a tail (a short row)
+	for i := n; i < len(dst); i++ {
+		dst[i] = max(fmaf(src[i], scale, shift), 0)
+	}
 }
 
 // block is the number of positions of the widest kernel.

@@ -31,3 +31,13 @@ func convAVX2_2(out *float32, outStride uintptr, in *float32, inStride uintptr, 
 //
 //go:noescape
 func convAVX2_3(out *float32, outStride uintptr, in *float32, inStride uintptr, taps *int64, ntaps int, nic int, w *float32, accumulate bool)
+
+// normSumsAVX2 returns the sum of x[i]-shift and of (x[i]-shift)^2 over n (a multiple of 8) values, in float64.
+//
+//go:noescape
+func normSumsAVX2(x *float32, n int, shift float64) (s float64, q float64)
+
+// normReLUAVX2 sets dst[i] = max(0, src[i]*scale + shift) for n (a multiple of 8) values.
+//
+//go:noescape
+func normReLUAVX2(dst *float32, src *float32, n int, scale float32, shift float32)

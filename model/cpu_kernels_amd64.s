@@ -637,3 +637,96 @@ convAVX2_3_tap:
 	VMOVUPS Y11, 64(AX)
 	VZEROUPPER
 	RET
+
+// func normSumsAVX2(x *float32, n int, shift float64) (s float64, q float64)
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·normSumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVSD        shift+16(FP), X9
+	VBROADCASTSD X9, Y8
+	VXORPD       Y0, Y0, Y0
+	VXORPD       Y1, Y1, Y1
+	VXORPD       Y2, Y2, Y2
+	VXORPD       Y3, Y3, Y3
+	TESTQ        CX, CX
+	JZ           normSums_done
+
+normSums_loop:
+	VCVTPS2PD   (AX), Y4
+	VCVTPS2PD   16(AX), Y5
+	VSUBPD      Y8, Y4, Y4
+	VSUBPD      Y8, Y5, Y5
+	VADDPD      Y4, Y0, Y0
+	VADDPD      Y5, Y1, Y1
+	VFMADD231PD Y4, Y4, Y2
+	VFMADD231PD Y5, Y5, Y3
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JNZ         normSums_loop
+
+normSums_done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPD       X6, X0, X0
+	VHADDPD      X0, X0, X0
+	VADDPD       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X7
+	VADDPD       X7, X2, X2
+	VHADDPD      X2, X2, X2
+	MOVSD        X0, s+24(FP)
+	MOVSD        X2, q+32(FP)
+	VZEROUPPER
+	RET
+
+// func normReLUAVX2(dst *float32, src *float32, n int, scale float32, shift float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·normReLUAVX2(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         n+16(FP), DX
+	MOVSS        scale+24(FP), X11
+	MOVSS        shift+28(FP), X12
+	VBROADCASTSS X11, Y8
+	VBROADCASTSS X12, Y9
+	VXORPS       Y10, Y10, Y10
+
+normReLU_wide:
+	CMPQ        DX, $0x20
+	JL          normReLU_narrow
+	VMOVUPS     (CX), Y0
+	VMOVUPS     32(CX), Y1
+	VMOVUPS     64(CX), Y2
+	VMOVUPS     96(CX), Y3
+	VFMADD213PS Y9, Y8, Y0
+	VFMADD213PS Y9, Y8, Y1
+	VFMADD213PS Y9, Y8, Y2
+	VFMADD213PS Y9, Y8, Y3
+	VMAXPS      Y0, Y10, Y0
+	VMAXPS      Y1, Y10, Y1
+	VMAXPS      Y2, Y10, Y2
+	VMAXPS      Y3, Y10, Y3
+	VMOVUPS     Y0, (AX)
+	VMOVUPS     Y1, 32(AX)
+	VMOVUPS     Y2, 64(AX)
+	VMOVUPS     Y3, 96(AX)
+	ADDQ        $0x80, CX
+	ADDQ        $0x80, AX
+	SUBQ        $0x20, DX
+	JMP         normReLU_wide
+
+normReLU_narrow:
+	TESTQ       DX, DX
+	JZ          normReLU_done
+	VMOVUPS     (CX), Y0
+	VFMADD213PS Y9, Y8, Y0
+	VMAXPS      Y0, Y10, Y0
+	VMOVUPS     Y0, (AX)
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, DX
+	JMP         normReLU_narrow
+
+normReLU_done:
+	VZEROUPPER
+	RET

@@ -60,6 +60,8 @@ func main() {
 			kernel(s, nv)
 		}
 	}
+	normSums()
+	normReLU()
 	Generate()
 	if *arm64 != "" {
 		if err := writeARM64(*arm64); err != nil {
@@ -145,6 +147,98 @@ func kernel(s isa, nv int) {
 			ADDQ(outStride, out)
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// normSums is GroupNorm's statistics pass over one channel: the sum and the sum of squares of
+// x - shift, in float64 (the reference's precision), n a multiple of 8. AVX2 suffices: the
+// pass is bound by memory, not by the vector width.
+func normSums() {
+	TEXT("normSumsAVX2", NOSPLIT, "func(x *float32, n int, shift float64) (s, q float64)")
+	Pragma("noescape")
+	Doc("normSumsAVX2 returns the sum of x[i]-shift and of (x[i]-shift)^2 over n (a multiple of 8) values, in float64.")
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	sh := Load(Param("shift"), reg.X9) // physical: the allocator knows nothing of Y0-Y8 below
+	shift, a, b := reg.Y8, reg.Y4, reg.Y5
+	VBROADCASTSD(sh, shift)
+	for _, r := range []reg.VecPhysical{reg.Y0, reg.Y1, reg.Y2, reg.Y3} {
+		VXORPD(r, r, r)
+	}
+	TESTQ(n, n)
+	JZ(LabelRef("normSums_done"))
+	Label("normSums_loop")
+	VCVTPS2PD(Mem{Base: x}, a)
+	VCVTPS2PD(Mem{Base: x, Disp: 16}, b)
+	VSUBPD(shift, a, a)
+	VSUBPD(shift, b, b)
+	VADDPD(a, reg.Y0, reg.Y0)
+	VADDPD(b, reg.Y1, reg.Y1)
+	VFMADD231PD(a, a, reg.Y2)
+	VFMADD231PD(b, b, reg.Y3)
+	ADDQ(Imm(32), x)
+	SUBQ(Imm(8), n)
+	JNZ(LabelRef("normSums_loop"))
+	Label("normSums_done")
+	hsum := func(lo, hi reg.VecPhysical, t reg.VecPhysical) {
+		VADDPD(hi, lo, lo)
+		VEXTRACTF128(Imm(1), lo, t.AsX())
+		VADDPD(t.AsX(), lo.AsX(), lo.AsX())
+		VHADDPD(lo.AsX(), lo.AsX(), lo.AsX())
+	}
+	hsum(reg.Y0, reg.Y1, reg.Y6)
+	hsum(reg.Y2, reg.Y3, reg.Y7)
+	Store(reg.X0, ReturnIndex(0))
+	Store(reg.X2, ReturnIndex(1))
+	VZEROUPPER()
+	RET()
+}
+
+// normReLU is GroupNorm's second pass with the ReLU: dst = max(0, src*scale + shift) over n
+// (a multiple of 8) values, dst may be src. max's operands are ordered so that a NaN passes
+// through, as Go's max lets it.
+func normReLU() {
+	TEXT("normReLUAVX2", NOSPLIT, "func(dst, src *float32, n int, scale, shift float32)")
+	Pragma("noescape")
+	Doc("normReLUAVX2 sets dst[i] = max(0, src[i]*scale + shift) for n (a multiple of 8) values.")
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	sc := Load(Param("scale"), reg.X11)
+	sh := Load(Param("shift"), reg.X12)
+	vsc, vsh, zero := reg.Y8, reg.Y9, reg.Y10
+	VBROADCASTSS(sc, vsc)
+	VBROADCASTSS(sh, vsh)
+	VXORPS(zero, zero, zero)
+	step := func(regs []reg.VecPhysical) {
+		for i, r := range regs {
+			VMOVUPS(Mem{Base: src, Disp: 32 * i}, r)
+		}
+		for _, r := range regs {
+			VFMADD213PS(vsh, vsc, r)
+		}
+		for _, r := range regs {
+			VMAXPS(r, zero, r)
+		}
+		for i, r := range regs {
+			VMOVUPS(r, Mem{Base: dst, Disp: 32 * i})
+		}
+		ADDQ(Imm(uint64(32*len(regs))), src)
+		ADDQ(Imm(uint64(32*len(regs))), dst)
+		SUBQ(Imm(uint64(8*len(regs))), n)
+	}
+	Label("normReLU_wide")
+	CMPQ(n, Imm(32))
+	JL(LabelRef("normReLU_narrow"))
+	step([]reg.VecPhysical{reg.Y0, reg.Y1, reg.Y2, reg.Y3})
+	JMP(LabelRef("normReLU_wide"))
+	Label("normReLU_narrow")
+	TESTQ(n, n)
+	JZ(LabelRef("normReLU_done"))
+	step([]reg.VecPhysical{reg.Y0})
+	JMP(LabelRef("normReLU_narrow"))
+	Label("normReLU_done")
 	VZEROUPPER()
 	RET()
 }
