@@ -143,14 +143,22 @@ type convJob struct {
 	after      func(lo, hi, o0, o1 int)
 }
 
-// Cache blocking of a convJob task. For one block of positions, the kernels run over
-// icChunk input channels at a time for every output-channel block of the task before the
-// next chunk: the chunk's input rows (about 15 KB at 8 channels) stay in the L1 cache for
-// all of them, and the output block (obGroup × noc channels × a block of positions) in L2.
+// Cache blocking of a convJob task. A task's positions are taken subBlocks kernel blocks at
+// a time; over those, the kernels run icChunk input channels at a time, for every
+// output-channel block of the task and every block of positions, before the next chunk. The
+// chunk's weights for one output block (27 × 8 × noc floats, 7 KB) stay in L1 across the
+// position blocks, its input rows (3 planes × a few rows × 8 channels) in L1 and L2 across the
+// output blocks, and the partial sums (obGroup × noc channels × subBlocks blocks) in L2.
 const (
-	icChunk = 8
-	obGroup = 8
+	icChunk   = 8
+	obGroup   = 8
+	subBlocks = 10
 )
+
+// chunk is the input channels a kernel call takes: icChunk for a 3x3x3 conv, as many for a
+// 1x1x1 conv as make the same 216 (channel, tap) steps, so that the accumulators' load and
+// store stay a small part of a call.
+func (j *convJob) chunk() int { return max(1, icChunk*27/len(j.taps)) }
 
 // run computes every (range, group of output-channel blocks) pair on all cores,
 // range-major so that the cores share the input planes of neighbouring ranges in the
@@ -173,12 +181,14 @@ func (j *convJob) run() {
 func (j *convJob) blocks(lo, hi, ob0, ob1 int) {
 	blk := j.isa.block()
 	var scratch []float32
-	for pos := lo; pos < hi; pos += blk {
-		n := min(blk, hi-pos)
-		for ic := 0; ic < j.pc.c.In; ic += icChunk {
-			nic := min(icChunk, j.pc.c.In-ic)
+	for sub := lo; sub < hi; sub += subBlocks * blk {
+		end := min(hi, sub+subBlocks*blk)
+		for ic := 0; ic < j.pc.c.In; ic += j.chunk() {
+			nic := min(j.chunk(), j.pc.c.In-ic)
 			for ob := ob0; ob < ob1; ob++ {
-				scratch = j.block(pos, n, ob, ic, nic, scratch)
+				for pos := sub; pos < end; pos += blk {
+					scratch = j.block(pos, min(blk, end-pos), ob, ic, nic, scratch)
+				}
 			}
 		}
 	}

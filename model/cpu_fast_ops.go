@@ -181,23 +181,39 @@ func (f *fastNet) argmax(hc *headChunk, n int, out []uint8) {
 	}
 }
 
-// headTensor applies the head to features [F][D][H][W] and returns the logits.
+// headTensor applies the head to features [F][D][H][W] and returns the logits. The kernels
+// read the features and write the logits in place, but for the last partial block of
+// voxels, which goes through a head chunk (so that no kernel reads past the features' end).
 func (f *fastNet) headTensor(feat *Tensor) *Tensor {
 	c := f.final.c
 	nv := feat.Voxels()
 	out := NewTensor(c.Out, feat.D, feat.H, feat.W)
-	parallelFor(ceilDivInt(nv, headChunkSize), func(chunk int) {
+	full := nv / f.isa.block() * f.isa.block()
+	if full > 0 {
+		parallelFor(c.Out, func(o int) {
+			row := out.Data[o*nv : o*nv+full]
+			for i := range row {
+				row[i] = c.B[o]
+			}
+		})
+		j := &convJob{isa: f.isa, pc: f.final, out: out.Data, outStride: nv, in: feat.Data, inStride: nv,
+			taps: []int64{0}, accumulate: true}
+		step := ceilDivInt(headChunkSize, f.isa.block()) * f.isa.block()
+		for lo := 0; lo < full; lo += step {
+			j.ranges = append(j.ranges, [2]int{lo, min(lo+step, full)})
+		}
+		j.run()
+	}
+	if n := nv - full; n > 0 {
 		hc := f.newHeadChunk()
-		v0 := chunk * headChunkSize
-		n := min(headChunkSize, nv-v0)
 		for i := range c.In {
-			copy(hc.feat[i*hc.cs:][:n], feat.Data[i*nv+v0:][:n])
+			copy(hc.feat[i*hc.cs:][:n], feat.Data[i*nv+full:][:n])
 		}
 		f.logits(hc, n)
 		for o := range c.Out {
-			copy(out.Data[o*nv+v0:][:n], hc.logits[o*hc.cs:][:n])
+			copy(out.Data[o*nv+full:][:n], hc.logits[o*hc.cs:][:n])
 		}
-	})
+	}
 	return out
 }
 
