@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // fastNet is a Net prepared for the vector kernels of one ISA: its weights packed once, and
 // the pool of padded buffers its windows reuse.
@@ -11,8 +14,9 @@ type fastNet struct {
 	downB [][]fastBlock
 	up    []*packedConv // the 1x1x1 reductions
 	upB   [][]fastBlock
-	final *packedConv
-	pool  bufPool
+	final  *packedConv
+	pool   bufPool
+	chunks sync.Pool // *headChunk
 }
 
 type fastBlock struct {
@@ -167,7 +171,7 @@ func (f *fastNet) features(n *Net, x *Tensor, visit func(layer string, t *Tensor
 		prof.add(kind, convFLOPs(pc.c, out.D*out.H*out.W))
 	}
 	norm := func(dst, src *pbuf, m *Norm) {
-		prof.time("groupnorm", func() { f.groupNormPadded(dst, src, m, true) })
+		prof.time("groupnorm", func() { f.groupNormPadded(dst, src, m) })
 		prof.add("groupnorm", 5*float64(src.C*src.D*src.H*src.W))
 	}
 	block := func(h *pbuf, b *fastBlock) { // ResBlock.forward in place: h += conv2(...)

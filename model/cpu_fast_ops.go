@@ -47,29 +47,17 @@ func (f *fastNet) groupNormStats(src *pbuf, n *Norm) (scale, shift []float32) {
 	return scale, shift
 }
 
-// normRow writes x*sc+sh of src to dst without the ReLU (GroupNorm's option the network
-// does not use).
-func normRow(dst, src []float32, sc, sh float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] = v*sc + sh
-	}
-}
-
-// groupNormPadded writes GroupNorm (and ReLU) of src into dst's interior; dst may be src.
-// Each plane's interior rows are one run with their halo columns, which are cleared after.
-func (f *fastNet) groupNormPadded(dst, src *pbuf, n *Norm, relu bool) {
+// groupNormPadded writes GroupNorm and ReLU of src into dst's interior (the network never
+// normalises without the ReLU); dst may be src. Each plane's interior rows are one run with
+// their halo columns, which are cleared after.
+func (f *fastNet) groupNormPadded(dst, src *pbuf, n *Norm) {
 	scale, shift := f.groupNormStats(src, n)
 	wp, plane, cs := src.W+2, (src.H+2)*(src.W+2), src.cstride()
 	parallelFor(n.C*src.D, func(t int) {
 		c, z := t/src.D, t%src.D
 		lo, hi := c*cs+(z+1)*plane+wp, c*cs+(z+1)*plane+(src.H+1)*wp
 		d := dst.data[lo:hi]
-		if relu {
-			f.isa.scaleReLU(d, src.data[lo:hi], scale[c], shift[c])
-		} else {
-			normRow(d, src.data[lo:hi], scale[c], shift[c])
-		}
+		f.isa.scaleReLU(d, src.data[lo:hi], scale[c], shift[c])
 		for p := 0; p < len(d); p += wp {
 			d[p], d[p+wp-1] = 0, 0
 		}
@@ -140,7 +128,12 @@ type headChunk struct {
 // (32 and 112 channels) fit in a core's L2 cache.
 const headChunkSize = 1024
 
-func (f *fastNet) newHeadChunk() *headChunk {
+// headChunk returns a head chunk from the pool (600 KB each for the bundle's head: a whole
+// volume's head would otherwise allocate thousands); give it back with f.chunks.Put.
+func (f *fastNet) headChunk() *headChunk {
+	if hc, ok := f.chunks.Get().(*headChunk); ok {
+		return hc
+	}
 	cs := ceilDivInt(headChunkSize, f.isa.block()) * f.isa.block()
 	c := f.final.c
 	kp := ceilDivInt(c.Out, f.isa.noc) * f.isa.noc
@@ -205,7 +198,8 @@ func (f *fastNet) headTensor(feat *Tensor) *Tensor {
 		j.run()
 	}
 	if n := nv - full; n > 0 {
-		hc := f.newHeadChunk()
+		hc := f.headChunk()
+		defer f.chunks.Put(hc)
 		for i := range c.In {
 			copy(hc.feat[i*hc.cs:][:n], feat.Data[i*nv+full:][:n])
 		}
@@ -223,7 +217,8 @@ func (f *fastNet) headArgmax(feat *Tensor) []uint8 {
 	nv := feat.Voxels()
 	out := make([]uint8, nv)
 	parallelFor(ceilDivInt(nv, headChunkSize), func(chunk int) {
-		hc := f.newHeadChunk()
+		hc := f.headChunk()
+		defer f.chunks.Put(hc)
 		v0 := chunk * headChunkSize
 		n := min(headChunkSize, nv-v0)
 		for i := range c.In {

@@ -169,49 +169,46 @@ func TestFastGroupNormMatchesReference(t *testing.T) {
 	cases := []struct {
 		c, d, h, w int
 		offset     float32
-		relu       bool
 	}{
-		{8, 1, 1, 1, 0, true},
-		{8, 3, 5, 7, 0, false},
-		{16, 4, 3, 9, 3, true},     // an offset far from zero: the variance must not cancel
-		{16, 5, 6, 13, -500, true}, // a much larger one
-		{32, 6, 5, 4, -1, true},
-		{256, 2, 3, 3, 0, true},
+		{8, 1, 1, 1, 0},
+		{8, 3, 5, 7, 0},
+		{16, 4, 3, 9, 3},     // an offset far from zero: the variance must not cancel
+		{16, 5, 6, 13, -500}, // a much larger one
+		{32, 6, 5, 4, -1},
+		{256, 2, 3, 3, 0},
 	}
 	eachISA(t, func(t *testing.T, isa *cpuISA) {
 		f := &fastNet{isa: isa}
 		for _, tc := range cases {
-			t.Run(fmt.Sprintf("%dx%dx%dx%d_%g_relu%v", tc.c, tc.d, tc.h, tc.w, tc.offset, tc.relu), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%dx%dx%dx%d_%g", tc.c, tc.d, tc.h, tc.w, tc.offset), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(4, uint64(tc.c*100+tc.w)))
 				n := &Norm{Name: "test", C: tc.c, Groups: 8, Gamma: randSlice(rng, tc.c, 0.5, 1), Beta: randSlice(rng, tc.c, 0.5, 0)}
 				x := randTensor(rng, tc.c, tc.d, tc.h, tc.w, tc.offset)
-				ref, err := groupNorm(x, n, tc.relu)
+				ref, err := groupNorm(x, n, true)
 				require.NoError(t, err)
 				src := newPbuf(tc.c, tc.d, tc.h, tc.w, false)
 				src.fromTensor(x)
 				dst := newPbuf(tc.c, tc.d, tc.h, tc.w, false)
 				poison(dst, true)
-				f.groupNormPadded(dst, src, n, tc.relu)
+				f.groupNormPadded(dst, src, n)
 				// Far from zero, x*scale + shift cancels and both float32 versions lose digits
 				// to the float64 definition: the kernels (one rounding, a fused multiply-add)
 				// may lose no more than the reference (two).
-				truth := naiveGroupNorm(to64(x), n, tc.relu)
+				truth := naiveGroupNorm(to64(x), n, true)
 				eRef, scale := maxErr(ref, truth)
 				e, _ := maxErr(dst.toTensor(), truth)
 				t.Logf("max error against float64: %.3g (reference %.3g) at scale %.3g", e, eRef, scale)
 				require.LessOrEqual(t, e, max(eRef, 2e-6*max(scale, 1)))
 				requireZeroHalo(t, dst)
 
-				f.groupNormPadded(src, src, n, tc.relu) // in place, as the ResBlock's second norm
+				f.groupNormPadded(src, src, n) // in place, as the ResBlock's second norm
 				require.Equal(t, dst.toTensor().Data, src.toTensor().Data)
 				requireZeroHalo(t, src)
 
-				if tc.relu {
-					unpadded := NewTensor(tc.c, tc.d, tc.h, tc.w)
-					src.fromTensor(x)
-					f.groupNormToTensor(unpadded, src, n)
-					require.Equal(t, dst.toTensor().Data, unpadded.Data)
-				}
+				unpadded := NewTensor(tc.c, tc.d, tc.h, tc.w)
+				src.fromTensor(x)
+				f.groupNormToTensor(unpadded, src, n)
+				require.Equal(t, dst.toTensor().Data, unpadded.Data)
 			})
 		}
 	})

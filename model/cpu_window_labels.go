@@ -81,7 +81,8 @@ func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []f
 func (b *Blender) labelSlice(slot int, x *Tensor, out []uint8, fn *fastNet) {
 	pd, pad := b.plan.Padded, b.plan.PadBefore
 	vox := len(b.count)
-	hc := fn.newHeadChunk()
+	hc := fn.headChunk()
+	defer fn.chunks.Put(hc)
 	n, done := 0, 0 // voxels in the chunk, voxels of the slice labelled
 	for h := range x.H {
 		p0 := slot*pd[1]*pd[2] + (h+pad[1])*pd[2] + pad[2]
