@@ -8,12 +8,12 @@ import (
 // fastNet is a Net prepared for the vector kernels of one ISA: its weights packed once, and
 // the pool of padded buffers its windows reuse.
 type fastNet struct {
-	isa   *cpuISA
-	init  *packedConv
-	down  []*packedConv // nil at level 0
-	downB [][]fastBlock
-	up    []*packedConv // the 1x1x1 reductions
-	upB   [][]fastBlock
+	isa    *cpuISA
+	init   *packedConv
+	down   []*packedConv // nil at level 0
+	downB  [][]fastBlock
+	up     []*packedConv // the 1x1x1 reductions
+	upB    [][]fastBlock
 	final  *packedConv
 	pool   bufPool
 	chunks sync.Pool // *headChunk
