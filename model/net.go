@@ -61,8 +61,10 @@ type Net struct {
 	FinalNorm Norm
 	Final     Conv // 1x1x1, F -> K, with bias
 
+	// The weights packed for the CPU kernels, made on first use (fast): a Net's weights must
+	// not change once it has run.
 	fastMu  sync.Mutex
-	fastNet *fastNet // the weights packed for the CPU kernels, made on first use (fast)
+	fastNet *fastNet
 }
 
 // NewNet validates the state dict (weights.InferConfig) and maps its tensors onto the graph.
