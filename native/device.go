@@ -36,17 +36,10 @@ var ErrNoAdapter = errors.New("no GPU adapter found: install a Vulkan driver or 
 
 // Open creates a device and returns it wrapped in a gpu.Context.
 func Open(opt DeviceOptions) (*gpu.Context, error) {
-	if os.Getenv("XDG_RUNTIME_DIR") == "" {
-		// Mesa warns on every start without it; harmless, but noise on a user's terminal.
-		os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
-	}
 	backends, err := backendFlags(opt.Backend)
 	if err != nil {
 		return nil, err
 	}
-	// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
-	// start; they concern windows we never open.
-	wgpu.SetLogLevel(wgpu.LogLevelError)
 	inst := instance(backends)
 	ad, err := inst.RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil || ad == nil {
@@ -118,6 +111,13 @@ func instance(backends wgpu.InstanceBackend) *wgpu.Instance {
 	defer instances.Unlock()
 	inst, ok := instances.m[backends]
 	if !ok {
+		if os.Getenv("XDG_RUNTIME_DIR") == "" {
+			// Mesa warns on every start without it; harmless, but noise on a user's terminal.
+			os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
+		}
+		// wgpu-native logs warnings such as a missing swapchain colour-space extension on
+		// every start; they concern windows we never open.
+		wgpu.SetLogLevel(wgpu.LogLevelError)
 		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
 		instances.m[backends] = inst
 	}
@@ -150,10 +150,6 @@ func Probe(backend string) (Adapter, error) {
 	if err != nil {
 		return Adapter{}, err
 	}
-	if os.Getenv("XDG_RUNTIME_DIR") == "" {
-		os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
-	}
-	wgpu.SetLogLevel(wgpu.LogLevelError)
 	ad, err := instance(backends).RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
 	if err != nil || ad == nil {
 		return Adapter{}, ErrNoAdapter
