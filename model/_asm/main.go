@@ -1,8 +1,9 @@
-// Command _asm writes model/cpu_kernels_amd64.s and its Go declarations (cpu_kernels_amd64.go) with avo
-// (github.com/mmcloughlin/avo): the amd64 vector kernels of the CPU fast path, one per ISA
-// level and block width; and, as plain text since avo has no arm64, cpu_kernels_arm64.s
-// (arm64.go). It lives in its own module so that the project's go.mod does not
-// carry avo; the generated files are committed and the build never runs this.
+// Command _asm writes model/cpu_kernels_amd64.s and its Go declarations
+// (cpu_kernels_amd64.go) with avo (github.com/mmcloughlin/avo): the amd64 convolution kernels
+// of the CPU fast path, one per ISA level and block width, and GroupNorm's two passes; and,
+// as plain text since avo has no arm64, the NEON convolution kernels, cpu_kernels_arm64.s
+// (arm64.go). It lives in its own module so that the project's go.mod does not carry avo;
+// the generated files are committed (make vet checks them) and the build never runs this.
 //
 //	cd model && go generate   (runs: cd _asm && go run . -out ../cpu_kernels_amd64.s -stubs ../cpu_kernels_amd64.go -pkg model -arm64 ../cpu_kernels_arm64.s)
 //
