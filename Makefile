@@ -6,7 +6,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 # ICD file, so results do not depend on whichever GPU the machine has.
 CTSEG_VK_ICD ?= /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
-.PHONY: all build wasm site deps test test-go test-limits fuzz vet run bench clean device-kit release test-release
+.PHONY: all build wasm site deps test test-go test-limits test-arm64 asm-check fuzz vet run bench clean device-kit release test-release
 
 all: build
 
@@ -25,13 +25,21 @@ wasm:
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o $(WASM_DIR)/ctseg.wasm ./wasm
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" $(WASM_DIR)/wasm_exec.js
 
-vet:
+vet: asm-check
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm
 	$(GO) vet -tags release ./scripts/releasetest
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps build vet test-go test-limits fuzz test-release
+# The CPU kernels' assembly is generated (model/_asm, with avo): the committed files must be
+# what the generator writes (their first line names the output path, so it is left out).
+asm-check:
+	@d=$$(mktemp -d) && (cd model/_asm && $(GO) run . -out $$d/k.s -stubs $$d/k.go -pkg model -arm64 $$d/a.s) && \
+	for p in "k.s cpu_kernels_amd64.s" "k.go cpu_kernels_amd64.go" "a.s cpu_kernels_arm64.s"; do set -- $$p; \
+		cmp -s <(tail -n +2 $$d/$$1) <(tail -n +2 model/$$2) || { echo "model/$$2 is not what model/_asm writes: run go generate ./model/"; exit 1; }; \
+	done; rm -rf $$d
+
+test: deps build vet test-go test-limits test-arm64 fuzz test-release
 
 test-go:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) $(GO) test -count=1 -timeout 30m ./...
@@ -40,6 +48,14 @@ test-go:
 # grants without asking).
 test-limits:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) CTSEG_TEST_DEFAULT_LIMITS=1 $(GO) test -count=1 -run 'TestGPUGolden' ./model/
+
+# The arm64 NEON kernels, cross-built with cgo (as the release is) and run under qemu-user:
+# each kernel against the reference, and the small golden model through them.
+test-arm64:
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) test -c -o bin/model-arm64.test ./model/
+	cd model && for run in 'TestFast|TestCPUKernel' 'TestForwardGolden/neon/segresnet_small'; do \
+		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 ../bin/model-arm64.test -test.run "$$run" -test.v | grep -E '^ *(--- |ok|PASS|FAIL)'; \
+		test $${PIPESTATUS[0]} = 0 || exit 1; done
 
 # Each parser's fuzz target for a few seconds (crashers land in testdata/fuzz and fail later
 # runs). Budgets are execution counts, not durations: Go 1.26's fuzz coordinator can report a

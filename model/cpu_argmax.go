@@ -3,6 +3,9 @@ package model
 // HeadArgmax applies the final 1x1x1 conv to features [F][D][H][W] and returns the argmax
 // class of every voxel (first maximum wins, as torch.argmax), without the K-channel logits.
 func (n *Net) HeadArgmax(feat *Tensor) []uint8 {
+	if fn := n.fast(); fn != nil {
+		return fn.headArgmax(feat)
+	}
 	f := n.Final.In
 	nv := feat.Voxels()
 	out := make([]uint8, nv)

@@ -9,9 +9,10 @@ import (
 // (2 x 247.2 G multiply-adds).
 const forwardFLOPs96 = 494.4e9
 
-// BenchmarkForwardFull96 is one bundle-sized window: F=32, K=105, random weights, 96^3.
-// PyTorch (float32, 2 threads) takes 2.3 to 2.9 s on the project's 2-core machine.
-// Run with -benchtime=1x: one iteration is tens of seconds.
+// BenchmarkForwardFull96 is one bundle-sized window: F=32, K=105, random weights, 96^3, on
+// the selected CPU kernels (CTSEG_CPU=generic: the pure-Go reference). The first iteration
+// also packs the weights. Run with -benchtime=1x or 3x: one iteration takes seconds (tens
+// for the reference). PyTorch's figures on the same machine are in BENCHMARKS.md.
 func BenchmarkForwardFull96(b *testing.B) {
 	n := randomNet(b, 32, 105, 1)
 	x := randTensor(rand.New(rand.NewPCG(1, 96)), 1, 96, 96, 96, 0)
@@ -25,7 +26,8 @@ func BenchmarkForwardFull96(b *testing.B) {
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/window")
 }
 
-// BenchmarkConv3x3 is the dominant layer shape: 32 -> 32 channels, 3x3x3, at 48^3.
+// BenchmarkConv3x3 is the dominant layer shape: 32 -> 32 channels, 3x3x3, at 48^3, on the
+// pure-Go reference (BenchmarkCPUConvLayers times the kernels).
 func BenchmarkConv3x3(b *testing.B) {
 	const c, s = 32, 48
 	rng := rand.New(rand.NewPCG(2, 48))

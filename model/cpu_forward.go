@@ -18,7 +18,7 @@ func (n *Net) Forward(x *Tensor) (*Tensor, error) {
 // its GroupNorm and ReLU). The final conv is linear, so blending these features across
 // sliding windows and applying Head once gives the blended logits at F/K of the memory.
 func (n *Net) Features(x *Tensor) (*Tensor, error) {
-	return n.Trace(x, nil)
+	return n.trace(x, nil, nil)
 }
 
 // Head applies the final 1x1x1 conv (with bias) to features from Features; it returns nil
@@ -32,6 +32,12 @@ func (n *Net) Head(feat *Tensor) *Tensor {
 }
 
 func (n *Net) head(feat *Tensor) (*Tensor, error) {
+	if f := n.fast(); f != nil {
+		if err := checkConv(feat, &n.Final); err != nil {
+			return nil, fmt.Errorf("segresnet head: %w", err)
+		}
+		return f.headTensor(feat), nil
+	}
 	out, err := conv3D(feat, &n.Final, nil)
 	if err != nil {
 		return nil, fmt.Errorf("segresnet head: %w", err)
@@ -45,8 +51,17 @@ func (n *Net) head(feat *Tensor) (*Tensor, error) {
 // CPU side of a layer-by-layer comparison with another executor; visit must not keep or
 // modify the tensors.
 func (n *Net) Trace(x *Tensor, visit func(layer string, t *Tensor)) (*Tensor, error) {
+	return n.trace(x, visit, nil)
+}
+
+// trace is Trace, on the CPU kernels where they run, timing every operation by kind into
+// prof when it is not nil.
+func (n *Net) trace(x *Tensor, visit func(layer string, t *Tensor), prof *cpuProfile) (*Tensor, error) {
 	if err := n.checkInput(x); err != nil {
 		return nil, err
+	}
+	if f := n.fast(); f != nil {
+		return f.features(n, x, visit, nil, prof), nil
 	}
 	emit := func(layer string, t *Tensor) {
 		if visit != nil {
@@ -54,8 +69,15 @@ func (n *Net) Trace(x *Tensor, visit func(layer string, t *Tensor)) (*Tensor, er
 		}
 	}
 	wrap := func(err error) error { return fmt.Errorf("segresnet: %w", err) }
+	conv := func(x *Tensor, c *Conv, res *Tensor) (out *Tensor, err error) {
+		prof.time(convKind(c), func() { out, err = conv3D(x, c, res) })
+		if err == nil {
+			prof.add(convKind(c), convFLOPs(c, out.Voxels()))
+		}
+		return out, err
+	}
 
-	h, err := conv3D(x, &n.Init, nil)
+	h, err := conv(x, &n.Init, nil)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -65,13 +87,13 @@ func (n *Net) Trace(x *Tensor, visit func(layer string, t *Tensor)) (*Tensor, er
 	skips := make([]*Tensor, len(n.Down))
 	for i, lvl := range n.Down {
 		if lvl.Down != nil {
-			if h, err = conv3D(h, lvl.Down, nil); err != nil {
+			if h, err = conv(h, lvl.Down, nil); err != nil {
 				return nil, wrap(err)
 			}
 			emit(fmt.Sprintf("down_layers.%d.0", i), h)
 		}
 		for j := range lvl.Blocks {
-			if h, err = lvl.Blocks[j].forward(h); err != nil {
+			if h, err = lvl.Blocks[j].forward(h, conv, prof); err != nil {
 				return nil, wrap(err)
 			}
 			emit(fmt.Sprintf("down_layers.%d.%d", i, j+1), h)
@@ -83,23 +105,25 @@ func (n *Net) Trace(x *Tensor, visit func(layer string, t *Tensor)) (*Tensor, er
 	// takes down_x[i+1]).
 	top := len(n.Down) - 1
 	for i, lvl := range n.Up {
-		r, err := conv3D(h, &lvl.Reduce, nil)
+		r, err := conv(h, &lvl.Reduce, nil)
 		if err != nil {
 			return nil, wrap(err)
 		}
-		if h, err = upsampleAdd(r, skips[top-1-i]); err != nil {
+		prof.time("upsample", func() { h, err = upsampleAdd(r, skips[top-1-i]) })
+		if err != nil {
 			return nil, wrap(fmt.Errorf("up_samples.%d: %w", i, err))
 		}
+		prof.add("upsample", upsampleFLOPs(h))
 		emit(fmt.Sprintf("up_samples.%d", i), h)
 		for j := range lvl.Blocks {
-			if h, err = lvl.Blocks[j].forward(h); err != nil {
+			if h, err = lvl.Blocks[j].forward(h, conv, prof); err != nil {
 				return nil, wrap(err)
 			}
 			emit(fmt.Sprintf("up_layers.%d.%d", i, j), h)
 		}
 	}
 
-	if h, err = groupNorm(h, &n.FinalNorm, true); err != nil {
+	if h, err = timedGroupNorm(h, &n.FinalNorm, prof); err != nil {
 		return nil, wrap(err)
 	}
 	emit("conv_final.1", h)
@@ -124,17 +148,27 @@ func (n *Net) checkInput(x *Tensor) error {
 	return nil
 }
 
-// forward is MONAI's pre-activation ResBlock: conv2(relu(gn2(conv1(relu(gn1(x)))))) + x.
-func (b *ResBlock) forward(x *Tensor) (*Tensor, error) {
-	t, err := groupNorm(x, &b.Norm1, true)
+// forward is MONAI's pre-activation ResBlock: conv2(relu(gn2(conv1(relu(gn1(x)))))) + x,
+// with conv the reference convolution (timed by trace).
+func (b *ResBlock) forward(x *Tensor, conv func(x *Tensor, c *Conv, res *Tensor) (*Tensor, error), prof *cpuProfile) (*Tensor, error) {
+	t, err := timedGroupNorm(x, &b.Norm1, prof)
 	if err != nil {
 		return nil, err
 	}
-	if t, err = conv3D(t, &b.Conv1, nil); err != nil {
+	if t, err = conv(t, &b.Conv1, nil); err != nil {
 		return nil, err
 	}
-	if t, err = groupNorm(t, &b.Norm2, true); err != nil {
+	if t, err = timedGroupNorm(t, &b.Norm2, prof); err != nil {
 		return nil, err
 	}
-	return conv3D(t, &b.Conv2, x)
+	return conv(t, &b.Conv2, x)
+}
+
+// timedGroupNorm is groupNorm with ReLU, timed into prof.
+func timedGroupNorm(x *Tensor, n *Norm, prof *cpuProfile) (out *Tensor, err error) {
+	prof.time("groupnorm", func() { out, err = groupNorm(x, n, true) })
+	if err == nil {
+		prof.add("groupnorm", groupNormFLOPs(out))
+	}
+	return out, err
 }

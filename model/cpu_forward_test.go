@@ -10,7 +10,12 @@ import (
 // goldenTol is the golden README's safe tolerance for an independent float32 implementation.
 const goldenTol = 1e-4
 
+// On every CPU kernel level of this machine and the pure-Go reference.
 func TestForwardGolden(t *testing.T) {
+	eachLevel(t, testForwardGolden)
+}
+
+func testForwardGolden(t *testing.T) {
 	cases := []struct {
 		name       string
 		k, d, h, w int

@@ -422,13 +422,15 @@ func upsampleAdd(x, skip *Tensor) (*Tensor, error) {
 
 // up2 upsamples one line by 2 (align_corners=False): out[2k] = 0.75 in[k] + 0.25 in[k-1],
 // out[2k+1] = 0.75 in[k] + 0.25 in[k+1], with indices clamped to the line; upsampleLines
-// does the same along the outer axes, on whole rows or planes at a time.
+// does the same along the outer axes, on whole rows or planes at a time. The conversions keep
+// each product rounded on its own (Go fuses a*b + c into one FMA on arm64 where it sees fit,
+// which would make results depend on the architecture and on how a loop was inlined).
 func up2(dst, src []float32) {
 	n := len(src)
 	for k := range n {
 		prev, next := src[max(k-1, 0)], src[min(k+1, n-1)]
-		dst[2*k] = 0.75*src[k] + 0.25*prev
-		dst[2*k+1] = 0.75*src[k] + 0.25*next
+		dst[2*k] = float32(0.75*src[k]) + float32(0.25*prev)
+		dst[2*k+1] = float32(0.75*src[k]) + float32(0.25*next)
 	}
 }
 
@@ -440,18 +442,29 @@ func upsampleLines(dst, src []float32, n, size int, add []float32) {
 		cur, prev, next := blk(src, k), blk(src, max(k-1, 0)), blk(src, min(k+1, n-1))
 		for j, nb := range [2][]float32{prev, next} {
 			d := blk(dst, 2*k+j)
-			nb, cur := nb[:len(d)], cur[:len(d)]
 			if add == nil {
-				for i := range d {
-					d[i] = 0.75*cur[i] + 0.25*nb[i]
-				}
-				continue
-			}
-			s := blk(add, 2*k+j)[:len(d)]
-			for i := range d {
-				d[i] = (0.75*cur[i] + 0.25*nb[i]) + s[i]
+				lerp(d, cur, nb)
+			} else {
+				lerpAdd(d, cur, nb, blk(add, 2*k+j))
 			}
 		}
+	}
+}
+
+// lerp sets d to 0.75 cur + 0.25 nb, the two taps of an upsampled line.
+func lerp(d, cur, nb []float32) {
+	nb, cur = nb[:len(d)], cur[:len(d)]
+	for i := range d {
+		d[i] = float32(0.75*cur[i]) + float32(0.25*nb[i])
+	}
+}
+
+// lerpAdd sets d to (0.75 cur + 0.25 nb) + s; s may be d (the fast path's in-place
+// upsampling).
+func lerpAdd(d, cur, nb, s []float32) {
+	nb, cur, s = nb[:len(d)], cur[:len(d)], s[:len(d)]
+	for i := range d {
+		d[i] = (float32(0.75*cur[i]) + float32(0.25*nb[i])) + s[i]
 	}
 }
 

@@ -18,11 +18,26 @@ func (n *Net) SlidingWindowLabels(x *Tensor, opt WindowOptions, progress func(do
 	}
 	out := make([]uint8, x.Voxels())
 	finished := 0
+	fn := n.fast()
 	finish := func(z1 int) { // the head over padded D-slices [finished, z1), slots cleared
-		b.finish(finished, z1, x, out, n.argmax1)
+		b.finish(finished, z1, x, out, n.argmax1, fn)
 		finished = z1
 	}
-	if err := b.slide(padded, n.Features, finish, progress); err != nil {
+	predict := n.Features
+	if fn != nil {
+		// one features tensor for every window: the blender has added it before the next
+		var feat *Tensor
+		predict = func(win *Tensor) (*Tensor, error) {
+			if err := n.checkInput(win); err != nil {
+				return nil, err
+			}
+			if feat == nil {
+				feat = NewTensor(n.FinalNorm.C, win.D, win.H, win.W)
+			}
+			return fn.features(n, win, nil, feat, nil), nil
+		}
+	}
+	if err := b.slide(padded, predict, finish, progress); err != nil {
 		return nil, err
 	}
 	finish(plan.Padded[0])
@@ -31,15 +46,18 @@ func (n *Net) SlidingWindowLabels(x *Tensor, opt WindowOptions, progress func(do
 
 // finish divides the ring's padded D-slices [z0, z1) by their weights as Result does, hands
 // every voxel of x's extent among them to label (its features; the result lands in out, x's
-// voxel order) and clears their slots for the slices that reuse them.
-func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []float32) uint8) {
+// voxel order) and clears their slots for the slices that reuse them. With fn the head
+// and argmax run on the CPU kernels instead (label is not used).
+func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []float32) uint8, fn *fastNet) {
 	pd, pad := b.plan.Padded, b.plan.PadBefore
 	plane := pd[1] * pd[2]
 	vox := len(b.count)
 	parallelFor(z1-z0, func(i int) {
 		z := z0 + i
 		slot := z % b.depth
-		if d := z - pad[0]; d >= 0 && d < x.D {
+		if d := z - pad[0]; d >= 0 && d < x.D && fn != nil {
+			b.labelSlice(slot, x, out[d*x.H*x.W:(d+1)*x.H*x.W], fn)
+		} else if d >= 0 && d < x.D {
 			feat := make([]float32, b.out.C)
 			for h := 0; h < x.H; h++ {
 				for w := 0; w < x.W; w++ {
@@ -56,4 +74,38 @@ func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []f
 			clear(b.out.Data[c*vox+slot*plane : c*vox+(slot+1)*plane])
 		}
 	})
+}
+
+// labelSlice is finish's labelling of the x-extent of ring slot slot on the kernels: the
+// features (divided by their weights as finish does) gathered into head chunks, row by row.
+func (b *Blender) labelSlice(slot int, x *Tensor, out []uint8, fn *fastNet) {
+	pd, pad := b.plan.Padded, b.plan.PadBefore
+	vox := len(b.count)
+	hc := fn.headChunk()
+	defer fn.chunks.Put(hc)
+	n, done := 0, 0 // voxels in the chunk, voxels of the slice labelled
+	for h := range x.H {
+		p0 := slot*pd[1]*pd[2] + (h+pad[1])*pd[2] + pad[2]
+		for w := 0; w < x.W; {
+			seg := min(x.W-w, hc.cs-n)
+			cnt := b.count[p0+w : p0+w+seg]
+			for c := range b.out.C {
+				src := b.out.Data[c*vox+p0+w : c*vox+p0+w+seg]
+				dst := hc.feat[c*hc.cs+n : c*hc.cs+n+seg]
+				for k := range dst {
+					dst[k] = src[k] / cnt[k]
+				}
+			}
+			n, w = n+seg, w+seg
+			if n == hc.cs {
+				fn.logits(hc, n)
+				fn.argmax(hc, n, out[done:])
+				done, n = done+n, 0
+			}
+		}
+	}
+	if n > 0 {
+		fn.logits(hc, n)
+		fn.argmax(hc, n, out[done:])
+	}
 }

@@ -5,6 +5,7 @@ package model
 
 import (
 	"fmt"
+	"sync"
 
 	"ctseg/weights"
 )
@@ -59,6 +60,11 @@ type Net struct {
 	Up        []UpLevel
 	FinalNorm Norm
 	Final     Conv // 1x1x1, F -> K, with bias
+
+	// The weights packed for the CPU kernels, made on first use (fast): a Net's weights must
+	// not change once it has run.
+	fastMu  sync.Mutex
+	fastNet *fastNet
 }
 
 // NewNet validates the state dict (weights.InferConfig) and maps its tensors onto the graph.

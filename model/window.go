@@ -307,6 +307,11 @@ func PadReplicate(x *Tensor, before, after [3]int) (*Tensor, error) {
 
 // Crop returns the box of x starting at start (D, H, W) of the given size, all channels.
 func Crop(x *Tensor, start, size [3]int) (*Tensor, error) {
+	return cropInto(nil, x, start, size)
+}
+
+// cropInto is Crop into out when out has the box's shape (a new tensor otherwise).
+func cropInto(out, x *Tensor, start, size [3]int) (*Tensor, error) {
 	if err := checkTensor("crop input", x); err != nil {
 		return nil, err
 	}
@@ -316,7 +321,9 @@ func Crop(x *Tensor, start, size [3]int) (*Tensor, error) {
 			return nil, fmt.Errorf("crop: box %v+%v outside volume %v", start, size, dims)
 		}
 	}
-	out := NewTensor(x.C, size[0], size[1], size[2])
+	if out == nil || out.C != x.C || out.D != size[0] || out.H != size[1] || out.W != size[2] {
+		out = NewTensor(x.C, size[0], size[1], size[2])
+	}
 	for c := range x.C {
 		for z := range size[0] {
 			for y := range size[1] {
@@ -491,15 +498,17 @@ func paddedInput(x *Tensor, opt WindowOptions) (*WindowPlan, *Tensor, error) {
 // slide runs predict on every window of b's plan, cut out of padded, in plan order, and adds
 // the outputs to b. rowStart, when set, is called before the first window of every row along
 // the first axis with the row's start; progress, when set, after every window (an error from
-// it stops the run).
+// it stops the run). Every window is cut into the same tensor: predict must not keep it.
 func (b *Blender) slide(padded *Tensor, predict func(win *Tensor) (*Tensor, error), rowStart func(z int), progress func(done, total int) error) error {
 	plan := b.plan
 	windows := plan.Windows()
+	var win *Tensor
 	for i, s := range windows {
 		if rowStart != nil && (i == 0 || s[0] != windows[i-1][0]) {
 			rowStart(s[0])
 		}
-		win, err := Crop(padded, s, plan.ROI)
+		var err error
+		win, err = cropInto(win, padded, s, plan.ROI)
 		if err != nil {
 			return err
 		}
@@ -522,6 +531,7 @@ func (b *Blender) slide(padded *Tensor, predict func(win *Tensor) (*Tensor, erro
 // SlidingWindow runs predict on every window of x (ROI-sized, x's channels) and blends the
 // outChannels-channel outputs as MONAI's SlidingWindowInferer does: replicate padding where
 // x is smaller than the window, weighted mean by the importance map, crop back to x's size.
+// predict must not keep the window it is given (the next window reuses it).
 //
 // predict may be Net.Features with outChannels = F, followed by Net.Head on the result: the
 // head is linear and the blend a normalised weighted mean, so that equals blending the

@@ -217,7 +217,12 @@ func TestGaussianMapGolden(t *testing.T) {
 	require.Equal(t, float32(1), GaussianMap([3]int{5, 7, 9}, 0.125)[(2*7+3)*9+4])
 }
 
+// On every CPU kernel level of this machine and the pure-Go reference.
 func TestSlidingWindowGolden(t *testing.T) {
+	eachLevel(t, testSlidingWindowGolden)
+}
+
+func testSlidingWindowGolden(t *testing.T) {
 	n := goldenNet(t, "segresnet_small")
 	const d, h, w, k = 37, 29, 45, 9
 	x := &Tensor{C: 1, D: d, H: h, W: w, Data: readF32(t, d*h*w, "golden", "sliding_window", "input.f32")}

@@ -108,14 +108,10 @@ func chooseAdapter(inst *wgpu.Instance, backends wgpu.InstanceBackend, want stri
 }
 
 // ErrNoAdapter is returned when no GPU adapter exists; the message says what to install.
-var ErrNoAdapter = errors.New("no GPU adapter found: install a Vulkan driver (on Debian: apt-get install mesa-vulkan-drivers libvulkan1 for the CPU driver lavapipe) or use --device cpu")
+var ErrNoAdapter = errors.New("no GPU adapter found: install a Vulkan driver or use --device cpu (or auto, which falls back to the CPU)")
 
 // Open creates a device and returns it wrapped in a gpu.Context.
 func Open(opt DeviceOptions) (*gpu.Context, error) {
-	if os.Getenv("XDG_RUNTIME_DIR") == "" {
-		// Mesa warns on every start without it; harmless, but noise on a user's terminal.
-		os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
-	}
 	backends, err := backendFlags(opt.Backend)
 	if err != nil {
 		return nil, err
@@ -170,6 +166,7 @@ func Open(opt DeviceOptions) (*gpu.Context, error) {
 	return ctx, nil
 }
 
+// backendFlags maps CTSEG_BACKEND's values to wgpu's backend set.
 func backendFlags(backend string) (wgpu.InstanceBackend, error) {
 	switch strings.ToLower(backend) {
 	case "":
@@ -204,8 +201,12 @@ func instance(backends wgpu.InstanceBackend) *wgpu.Instance {
 	defer instances.Unlock()
 	inst, ok := instances.m[backends]
 	if !ok {
-		// wgpu-native logs warnings such as a missing swapchain colour-space extension on every
-		// start; they concern windows we never open.
+		if os.Getenv("XDG_RUNTIME_DIR") == "" {
+			// Mesa warns on every start without it; harmless, but noise on a user's terminal.
+			os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
+		}
+		// wgpu-native logs warnings such as a missing swapchain colour-space extension on
+		// every start; they concern windows we never open.
 		wgpu.SetLogLevel(wgpu.LogLevelError)
 		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: backends})
 		instances.m[backends] = inst
@@ -222,4 +223,74 @@ func adapterName(info wgpu.AdapterInfo) string {
 		}
 	}
 	return fmt.Sprintf("vendor %#x device %#x", info.VendorId, info.DeviceId)
+}
+
+// Adapter is the adapter Open would use, as found without creating a device.
+type Adapter struct {
+	Name, Type, Backend string
+	// Software: a CPU implementation of Vulkan (Mesa's lavapipe/llvmpipe, SwiftShader). It
+	// runs the shaders correctly but on the same cores as ctseg's own CPU path, slower.
+	Software bool
+}
+
+// Probe returns the adapter Open would use (same backend choice, same preference), or
+// ErrNoAdapter.
+func Probe(backend string) (Adapter, error) {
+	backends, err := backendFlags(backend)
+	if err != nil {
+		return Adapter{}, err
+	}
+	ad, err := instance(backends).RequestAdapter(&wgpu.RequestAdapterOptions{PowerPreference: wgpu.PowerPreferenceHighPerformance})
+	if err != nil || ad == nil {
+		return Adapter{}, ErrNoAdapter
+	}
+	defer ad.Release()
+	info := ad.GetInfo()
+	name := adapterName(info)
+	return Adapter{Name: name, Type: info.AdapterType.String(), Backend: info.BackendType.String(),
+		Software: info.AdapterType == wgpu.AdapterTypeCPU || softwareName(name)}, nil
+}
+
+// softwareName recognises the software drivers by name too, for a driver that reports
+// another adapter type.
+func softwareName(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"llvmpipe", "lavapipe", "swiftshader", "softpipe"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Device is what a --device value resolved to, and why (for --verbose).
+type Device struct {
+	GPU bool
+	Why string
+}
+
+// ResolveDevice resolves --device: "gpu" and "cpu" as asked; "auto" (or "") the GPU when
+// Open would get a hardware adapter, otherwise the CPU path: never a software Vulkan driver,
+// which computes on the same cores as the CPU path, several times slower (BENCHMARKS.md).
+// "gpu" still takes a software driver, which is how the tests run the shaders on lavapipe.
+func ResolveDevice(device, backend string) (Device, error) {
+	switch strings.ToLower(device) {
+	case "gpu":
+		return Device{GPU: true, Why: "--device gpu"}, nil
+	case "cpu":
+		return Device{Why: "--device cpu"}, nil
+	case "", "auto":
+	default:
+		return Device{}, fmt.Errorf("--device %q: want auto, gpu or cpu", device)
+	}
+	ad, err := Probe(backend)
+	switch {
+	case errors.Is(err, ErrNoAdapter):
+		return Device{Why: "auto: no GPU adapter found"}, nil
+	case err != nil:
+		return Device{}, err
+	case ad.Software:
+		return Device{Why: fmt.Sprintf("auto: the GPU adapter found, %s, is a software Vulkan driver, slower than the CPU path (--device gpu uses it anyway)", ad.Name)}, nil
+	}
+	return Device{GPU: true, Why: fmt.Sprintf("auto: GPU adapter %s (%s, %s)", ad.Name, ad.Backend, ad.Type)}, nil
 }

@@ -44,13 +44,13 @@ fi
 
 # the window, per layer kind (GPU timestamps), end to end, and the timed end-to-end breakdown;
 # the tile sweep compares the default with the contiguous-x variants, per window and per layer
-step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench "${B15[@]}" --precision f16 --repeat $R \
+step "bench 1.5 mm f16 + tiles" 150 "$CTSEG" bench --device gpu "${B15[@]}" --precision f16 --repeat $R \
 	--tiles "$TILES" --json "$OUT/bench15_f16.json" --force
 # the per-width choice for this GPU, recorded in $OUT/tuning.json, then the window with it
 step "tune f16" 150 "$CTSEG" tune "${TUNE[@]}" --precision f16 --repeat $R
-step "bench 1.5 mm f16, tuned" 45 "$CTSEG" bench "${B15[@]}" --precision f16 --repeat $R --json "$OUT/bench15_f16_tuned.json" --force
-step "bench 1.5 mm f32" 45 "$CTSEG" bench "${B15[@]}" --precision f32 --repeat $R --json "$OUT/bench15_f32.json" --force
-step "bench 3 mm f16" 30 "$CTSEG" bench "${B3[@]}" --precision f16 --repeat $R --json "$OUT/bench3_f16.json" --force
+step "bench 1.5 mm f16, tuned" 45 "$CTSEG" bench --device gpu "${B15[@]}" --precision f16 --repeat $R --json "$OUT/bench15_f16_tuned.json" --force
+step "bench 1.5 mm f32" 45 "$CTSEG" bench --device gpu "${B15[@]}" --precision f32 --repeat $R --json "$OUT/bench15_f32.json" --force
+step "bench 3 mm f16" 30 "$CTSEG" bench --device gpu "${B3[@]}" --precision f16 --repeat $R --json "$OUT/bench3_f16.json" --force
 
 G="$DIR/golden_small"
 PY=${PYTHON:-python3} # the device image's python3 has PyTorch
@@ -66,6 +66,6 @@ if [ -x "$DIR/shaders.test" ]; then
 	step "shader tests" 120 "$DIR/shaders.test"
 fi
 if [ -f "$DIR/big_ct.nii.gz" ] && [ -f "$DIR/weights.safetensors" ]; then
-	step "segment 512x512x400 at 1.5 mm, f16" 60 "$CTSEG" segment --input "$DIR/big_ct.nii.gz" \
+	step "segment 512x512x400 at 1.5 mm, f16" 60 "$CTSEG" segment --device gpu --input "$DIR/big_ct.nii.gz" \
 		--weights "$DIR/weights.safetensors" --output /tmp/ctseg_big_labels.nii.gz --force --verbose
 fi

@@ -4,8 +4,8 @@
 # Chromium for the browser end-to-end tests (and python3, whose http.server stands for a static
 # host that knows nothing of ctseg), Slurm with munge for the test of the Slurm array (deploy/;
 # it starts its own daemons), and for `make release` and its test the C cross compilers
-# (linux/arm64; windows/amd64 with win32 threads, so no MinGW DLL is needed) with qemu-user and
-# wine to run what they build. Does nothing when everything is present.
+# (linux/arm64, also for the NEON kernels' tests; windows/amd64 with win32 threads, so no MinGW
+# DLL is needed) with qemu-user and wine to run what they build. Does nothing when everything is present.
 set -euo pipefail
 pkgs=(gcc libc6-dev libvulkan1 mesa-vulkan-drivers chromium ca-certificates dicom3tools python3
 	slurmctld slurmd slurm-client munge

@@ -7,7 +7,10 @@ The network is written out here in plain PyTorch (MONAI is not needed) with MONA
 names, so MONAI checkpoints load into it; --check compares it with a golden output first.
 
 usage: pytorch_bench.py [--weights model.pt --input in.f32 --output out.f32 --shape D,H,W]
-                        [--roi 96] [--repeat 5] [--device cuda|cpu] [--json FILE]
+                        [--roi 96] [--repeat 5] [--device cuda|cpu] [--threads N] [--json FILE]
+
+On the CPU give --threads: torch's default thread count is not always the core count (Debian's
+torch 1.13 took one thread on the 2-core CI machine), and a comparison needs ctseg's.
 """
 import argparse
 import json
@@ -113,11 +116,16 @@ def main():
     ap.add_argument("--roi", type=int, default=96)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     rep = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
-           "cudnn_tf32": torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None}
+           "cudnn_tf32": torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
+           "threads": torch.get_num_threads()}
+    print(f"torch {torch.__version__} on {rep['device']}, {rep['threads']} threads")
     if a.weights and a.input and a.output:
         net = load(a.weights).eval().to(dev)
         shape = [int(s) for s in a.shape.split(",")]

@@ -102,8 +102,8 @@ type Head struct {
 	// head.wgsl and HeadOutBytes).
 	Confidence bool
 	ROI        [3]int // window size, [D][H][W]
-	Axis   int    // the ring's axis
-	Cover  Cover
+	Axis       int    // the ring's axis
+	Cover      Cover
 }
 
 // Cover is the layout of the head's cover table ([]uint32): for each of the axes (ring axis,

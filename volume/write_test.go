@@ -286,4 +286,3 @@ func TestEncodeProbability(t *testing.T) {
 		t.Error("a map of the wrong size was written")
 	}
 }
-

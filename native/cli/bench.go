@@ -4,9 +4,11 @@ package cli
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,12 +19,15 @@ import (
 )
 
 func init() {
-	register("bench", "benchmark the model on the GPU: per-layer GFLOP/s, window time, end to end", runBench)
+	register("bench", "benchmark the model on the GPU or the CPU: per-layer GFLOP/s, window time, end to end", runBench)
 }
 
 // BenchReport is what `ctseg bench --json` writes.
 type BenchReport struct {
+	Device         string             `json:"device"` // "gpu" or "cpu"
 	Adapter        string             `json:"adapter"`
+	CPUKernels     string             `json:"cpu_kernels,omitempty"` // avx512, avx2, neon or generic
+	Threads        int                `json:"threads,omitempty"`
 	Limits         map[string]uint64  `json:"limits"`
 	Config         string             `json:"config"`
 	Precision      string             `json:"precision"`
@@ -52,7 +57,8 @@ type BenchReport struct {
 }
 
 func runBench(env *Env, args []string) error {
-	fs := newFlags(env, "bench", "[--spacing 1.5|3] [--shape X,Y,Z] [--precision f32|f16] [--json FILE]")
+	fs := newFlags(env, "bench", "[--device auto|gpu|cpu] [--spacing 1.5|3] [--shape X,Y,Z] [--precision f32|f16] [--json FILE]")
+	device := fs.String("device", "auto", deviceHelp)
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm; picks the default shape")
 	shape := fs.String("shape", "", "preprocessed volume size (default: a 512x512x397 CT at that spacing: 287,287,397 at 1.5 mm, 144,144,199 at 3 mm)")
 	precision := fs.String("precision", "f16", "activation storage: f32 or f16")
@@ -100,11 +106,26 @@ func runBench(env *Env, args []string) error {
 	} else if net, err = model.NewNet(weights.Random(weights.BundleConfig(), 1)); err != nil {
 		return err
 	}
+	useGPU, err := chooseDevice(env, *device, false)
+	if err != nil {
+		return err
+	}
+	if !useGPU {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		switch {
+		case set["precision"] && *precision != "f32":
+			return fmt.Errorf("--precision %s: the CPU path computes in f32", *precision)
+		case *tiles != "":
+			return fmt.Errorf("--tiles: convolution tiles are the GPU's (give --device gpu)")
+		}
+		return benchCPU(env, net, r, *repeat, set["shape"] || set["spacing"], size, *jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}})
+	}
 	ctx, err := openGPU(env, false)
 	if err != nil {
 		return err
 	}
-	rep := &BenchReport{Adapter: ctx.Adapter, Config: net.Cfg.String(), Precision: *precision, ROI: r, Shape: size,
+	rep := &BenchReport{Device: "gpu", Adapter: ctx.Adapter, Config: net.Cfg.String(), Precision: *precision, ROI: r, Shape: size,
 		Limits: map[string]uint64{
 			"maxStorageBufferBindingSize":       ctx.Limits.MaxStorageBufferBindingSize,
 			"maxBufferSize":                     ctx.Limits.MaxBufferSize,
@@ -187,14 +208,81 @@ func runBench(env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "end to end, timed on the GPU: not available (%v)\n", err)
 		}
 	}
-	if *jsonOut != "" {
-		return atomicfile.Write(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}, func(w io.Writer) error {
-			e := json.NewEncoder(w)
-			e.SetIndent("", "  ")
-			return e.Encode(rep)
-		})
+	return writeBenchJSON(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}, rep)
+}
+
+func writeBenchJSON(path string, ao atomicfile.Options, rep *BenchReport) error {
+	if path == "" {
+		return nil
 	}
-	return nil
+	return atomicfile.Write(path, ao, func(w io.Writer) error {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(rep)
+	})
+}
+
+// benchCPU is bench on the CPU path: the window median of repeat runs of the whole network
+// (features and head, as PyTorch's timing of the same network), time and GFLOP/s per layer
+// kind, and with endToEnd a sliding window over a random volume of size with the head and
+// argmax (SlidingWindowLabels, what segment runs).
+func benchCPU(env *Env, net *model.Net, r [3]int, repeat int, endToEnd bool, size [3]int, jsonOut string, ao atomicfile.Options) error {
+	kernels, err := model.CPUKernels()
+	if err != nil {
+		return err
+	}
+	threads := runtime.GOMAXPROCS(0)
+	rep := &BenchReport{Device: "cpu", Adapter: fmt.Sprintf("CPU, %s kernels, %d threads", kernels, threads), CPUKernels: kernels,
+		Threads: threads, Config: net.Cfg.String(), Precision: "f32", ConvTiles: "none (CPU)", ROI: r, LayerTiming: "wall clock"}
+	fmt.Fprintf(env.Stdout, "device: %s\nmodel: %s, f32, window %v\n", rep.Adapter, rep.Config, r)
+	rng := rand.New(rand.NewSource(2))
+	x := model.NewTensor(1, r[0], r[1], r[2])
+	for i := range x.Data {
+		x.Data[i] = float32(rng.NormFloat64())
+	}
+	// warm-up: packs the weights, fills the buffer pool
+	if _, err := net.Forward(x); err != nil {
+		return err
+	}
+	for range repeat {
+		start := time.Now()
+		if _, err := net.Forward(x); err != nil {
+			return err
+		}
+		rep.WindowSeconds = append(rep.WindowSeconds, time.Since(start).Seconds())
+	}
+	rep.WindowMedian = model.Median(rep.WindowSeconds)
+	if rep.Layers, err = net.ProfileCPU(r[0], r[1], r[2]); err != nil {
+		return err
+	}
+	for _, k := range rep.Layers {
+		rep.WindowGFLOP += k.FLOPs / 1e9
+	}
+	rep.WindowGFLOPS = rep.WindowGFLOP / rep.WindowMedian
+	fmt.Fprintf(env.Stdout, "window: %.1f GFLOP, median %.3f s of %d runs, %.1f GFLOP/s\n", rep.WindowGFLOP, rep.WindowMedian, repeat, rep.WindowGFLOPS)
+	fmt.Fprintf(env.Stdout, "per layer kind, one window (wall clock, all %d threads):\n", threads)
+	printKinds(env.Stdout, rep.Layers)
+	if endToEnd {
+		rep.Shape = size
+		plan, err := model.PlanWindows(size[0], size[1], size[2], model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125})
+		if err != nil {
+			return err
+		}
+		rep.Windows = plan.NumWindows()
+		vol := model.NewTensor(1, size[0], size[1], size[2])
+		for i := range vol.Data {
+			vol.Data[i] = float32(rng.NormFloat64())
+		}
+		start := time.Now()
+		if _, err := net.SlidingWindowLabels(vol, model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}, nil); err != nil {
+			return err
+		}
+		rep.EndToEnd = time.Since(start).Seconds()
+		fmt.Fprintf(env.Stdout, "end to end: %v volume, %d windows, %.2f s (sliding window, blending, head, argmax)\n", size, rep.Windows, rep.EndToEnd)
+	} else {
+		fmt.Fprintf(env.Stdout, "end to end: not run on the CPU unless --shape or --spacing is given (a 1.5 mm volume is 80 windows)\n")
+	}
+	return writeBenchJSON(jsonOut, ao, rep)
 }
 
 // benchTimedWindow runs the sliding window again with every dispatch timed on the GPU. The

@@ -93,7 +93,7 @@ func TestConvertThenForward(t *testing.T) {
 	inPath := writeFile(t, filepath.Join(d, "in.f32"), in)
 	forward := func(w, name string) []float32 {
 		out := filepath.Join(d, name)
-		mustRun(t, "forward", "--weights", w, "--input", inPath, "--shape", "16,16,16", "--output", out)
+		mustRun(t, "forward", "--weights", w, "--input", inPath, "--shape", "16,16,16", "--output", out, "--device", "cpu")
 		return readF32(t, out)
 	}
 	mustRun(t, "convert", "--input", model, "--output", filepath.Join(d, "w32.safetensors"))
@@ -287,7 +287,7 @@ func side(a [4][4]float64, x, y, z int, c float64) uint8 {
 // the JSON report is complete.
 func TestBench(t *testing.T) {
 	js := filepath.Join(t.TempDir(), "bench.json")
-	r := mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--precision", "f32", "--json", js, "--tiles", "2x8x4,4x8x4c")
+	r := mustRun(t, "bench", "--device", "gpu", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--precision", "f32", "--json", js, "--tiles", "2x8x4,4x8x4c")
 	for _, want := range []string{"adapter: ", "model: SegResNet F=8 K=9", "window: ", "GFLOP/s", "layer", "conv3x3", "groupnorm",
 		"end to end: [16 16 16] volume, 1 windows", "peak GPU memory: "} {
 		if !strings.Contains(r.stdout, want) {
@@ -354,7 +354,7 @@ func TestBench(t *testing.T) {
 		t.Errorf("layer_timing %q", rep.LayerTiming)
 	}
 	// An existing report is kept without --force.
-	r = ctseg(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--json", js)
+	r = ctseg(t, "bench", "--device", "gpu", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--json", js)
 	checkOneLineError(t, r, "bench")
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,34 @@ func loadNet(path string) (*model.Net, error) {
 		return nil, fmt.Errorf("weights %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// deviceHelp is the --device flag's help, the same for every command that runs the network.
+const deviceHelp = "auto (a hardware GPU adapter when there is one, else the CPU; never a software Vulkan driver such as lavapipe), gpu (any adapter, software drivers included) or cpu"
+
+// chooseDevice resolves --device for every command that runs the network (native.ResolveDevice:
+// auto takes a hardware GPU adapter when there is one, else the CPU path). For the CPU it also
+// checks CTSEG_CPU. With verbose it says which device and why, and for the CPU which kernels
+// on how many threads.
+func chooseDevice(env *Env, device string, verbose bool) (useGPU bool, err error) {
+	d, err := native.ResolveDevice(device, os.Getenv("CTSEG_BACKEND"))
+	if err != nil {
+		return false, err
+	}
+	if d.GPU {
+		if verbose {
+			fmt.Fprintf(env.Stderr, "device: GPU (%s)\n", d.Why)
+		}
+		return true, nil
+	}
+	kernels, err := model.CPUKernels()
+	if err != nil {
+		return false, err
+	}
+	if verbose {
+		fmt.Fprintf(env.Stderr, "device: CPU, %s kernels, %d threads (%s)\n", kernels, runtime.GOMAXPROCS(0), d.Why)
+	}
+	return false, nil
 }
 
 // gpuOpened keeps the device (or the error) of the first openGPU of each adapter choice for

@@ -57,7 +57,7 @@ func (e *corpusEnv) forward(weightsPath, input, shape string, extra ...string) [
 		input = e.file("in.f32", make([]byte, 4*16*16*16))
 	}
 	return append([]string{"forward", "--weights", weightsPath, "--input", input, "--shape", shape,
-		"--output", filepath.Join(e.out, "logits.f32")}, extra...)
+		"--output", filepath.Join(e.out, "logits.f32"), "--device", "cpu"}, extra...)
 }
 
 // safetensorsOf writes the small model's tensors, changed by mutate, without validation.

@@ -62,7 +62,7 @@ func TestDICOMFolderIsTheSameCT(t *testing.T) {
 	}
 
 	out := filepath.Join(d, "labels.nii.gz")
-	r := mustRun(t, "segment", "--input", dir, "--output", out, "--weights", smallModel(t), "--spacing", "3", "--roi", "32", "--verbose")
+	r := mustRun(t, "segment", "--input", dir, "--output", out, "--weights", smallModel(t), "--spacing", "3", "--roi", "32", "--verbose", "--device", "gpu")
 	if !strings.Contains(r.stderr, `"CT Body 3.0": 512x512x20 voxels`) {
 		t.Errorf("--verbose does not describe the series: %q", r.stderr)
 	}
@@ -86,7 +86,7 @@ func TestDICOMFolderIsTheSameCT(t *testing.T) {
 func checkSegmentation(t *testing.T, dir, labelFile string, lab []uint8, h *volume.Header) {
 	d := t.TempDir()
 	seg1, seg2 := filepath.Join(d, "a.dcm"), filepath.Join(d, "b.dcm")
-	r := mustRun(t, "segment", "--input", dir, "--dicom-seg", seg1, "--weights", smallModel(t), "--spacing", "3", "--roi", "32")
+	r := mustRun(t, "segment", "--input", dir, "--dicom-seg", seg1, "--weights", smallModel(t), "--spacing", "3", "--roi", "32", "--device", "gpu")
 	present := map[uint8]bool{}
 	for _, l := range lab {
 		if l != 0 {

@@ -27,13 +27,13 @@ func runForward(env *Env, args []string) error {
 	out := fs.String("output", "", "raw float32 logits [1,K,D,H,W]")
 	confOut := fs.String("confidence", "", "also write p1, the softmax probability of each voxel's argmax class, as raw float32 [1,1,D,H,W]")
 	probeDir := fs.String("probe", "", "also write every block's output (MONAI's module names) into this folder: NAME.f32, raw float32 [C,D,H,W], and index.json (whole input only, no --roi)")
-	device := fs.String("device", "cpu", "cpu or gpu")
+	device := fs.String("device", "auto", deviceHelp)
 	precision := fs.String("precision", "f32", "GPU activation storage: f32 or f16")
 	roi := fs.String("roi", "", "sliding-window size N or D,H,W (default: the whole input at once)")
 	overlap := fs.Float64("overlap", 0.25, "sliding-window overlap in [0,1)")
 	blend := fs.String("blend", "gaussian", "sliding-window blending: gaussian or constant")
 	force := fs.Bool("force", false, "overwrite an existing output")
-	verbose := fs.Bool("verbose", false, "print the adapter and its limits")
+	verbose := fs.Bool("verbose", false, "print the device and why, and the adapter and its limits")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -53,9 +53,6 @@ func runForward(env *Env, args []string) error {
 	f16, err := parsePrecision(*precision)
 	if err != nil {
 		return err
-	}
-	if *device != "cpu" && *device != "gpu" {
-		return fmt.Errorf("--device %q: want cpu or gpu", *device)
 	}
 	opt := model.WindowOptions{ROI: size, Overlap: 0, Mode: model.Constant}
 	if *roi != "" {
@@ -93,6 +90,10 @@ func runForward(env *Env, args []string) error {
 			return err
 		}
 	}
+	useGPU, err := chooseDevice(env, *device, *verbose)
+	if err != nil {
+		return err
+	}
 	data, err := readRawF32(*in, size[0]*size[1]*size[2])
 	if err != nil {
 		return fmt.Errorf("reading input: %w", err)
@@ -104,7 +105,7 @@ func runForward(env *Env, args []string) error {
 	vol := &model.Tensor{C: 1, D: size[0], H: size[1], W: size[2], Data: data}
 	var logits []float32
 	var probe []model.ProbeBlock
-	if *device == "cpu" {
+	if !useGPU {
 		if *probeDir != "" {
 			if probe, err = net.Probe(vol); err != nil {
 				return err

@@ -43,7 +43,7 @@ func outputCases(model string) []outputCase {
 		}, "model.safetensors"},
 		{"forward", "forward", func(t *testing.T, dir, out string) []string {
 			in := writeFile(t, filepath.Join(dir, "in.f32"), make([]byte, 4*8*8*8))
-			return []string{"forward", "--weights", model, "--input", in, "--shape", "8,8,8", "--output", out}
+			return []string{"forward", "--weights", model, "--input", in, "--shape", "8,8,8", "--output", out, "--device", "cpu"}
 		}, "logits.f32"},
 	}
 }
@@ -126,8 +126,8 @@ func TestOutputIsInput(t *testing.T) {
 		{"preprocess onto its input", "preprocess", []string{"preprocess", "--input", ct, "--output", ct, "--spacing", "3", "--force"}},
 		{"invert onto its labels", "invert", []string{"invert", "--labels", ct, "--reference", ct, "--output", ct, "--force"}},
 		{"convert onto its input", "convert", []string{"convert", "--input", pt, "--output", pt, "--force"}},
-		{"forward onto its input", "forward", []string{"forward", "--weights", pt, "--input", in, "--shape", "8,8,8", "--output", in, "--force"}},
-		{"forward onto its weights", "forward", []string{"forward", "--weights", pt, "--input", in, "--shape", "8,8,8", "--output", pt, "--force"}},
+		{"forward onto its input", "forward", []string{"forward", "--weights", pt, "--input", in, "--shape", "8,8,8", "--output", in, "--force", "--device", "cpu"}},
+		{"forward onto its weights", "forward", []string{"forward", "--weights", pt, "--input", in, "--shape", "8,8,8", "--output", pt, "--force", "--device", "cpu"}},
 		{"bench report onto its weights", "bench", []string{"bench", "--weights", pt, "--json", pt, "--force"}},
 	}
 	before := dirEntries(t, dir)
@@ -187,7 +187,7 @@ func TestFailureLeavesNoOutput(t *testing.T) {
 	})
 	t.Run("forward with bad weights", func(t *testing.T) {
 		in := writeFile(t, filepath.Join(dir, "in.f32"), make([]byte, 4*8*8*8))
-		r := ctseg(t, "forward", "--weights", bad, "--input", in, "--shape", "8,8,8", "--output", filepath.Join(out, "o.f32"))
+		r := ctseg(t, "forward", "--weights", bad, "--input", in, "--shape", "8,8,8", "--output", filepath.Join(out, "o.f32"), "--device", "cpu")
 		checkOneLineError(t, r, "forward")
 	})
 	t.Run("convert --f16 of weights outside the f16 range", func(t *testing.T) {

@@ -39,13 +39,13 @@ func runSegment(env *Env, args []string) error {
 	segOut := fs.String("dicom-seg", "", "also (or instead) write the labels as a DICOM Segmentation of the input series (needs a DICOM folder as --input)")
 	wpath := fs.String("weights", "", "MONAI checkpoint or ctseg weight file (default: the cached weights of --spacing, see `ctseg weights`)")
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
-	device := fs.String("device", "gpu", "gpu or cpu")
+	device := fs.String("device", "auto", deviceHelp)
 	precision := fs.String("precision", "f16", "GPU storage: f16 (as the bundle's f16 autocast) or f32")
 	stats := fs.String("stats", "", "also write per-structure statistics (.json or .csv), with each structure's mean confidence")
 	confOut := fs.String("confidence", "", "also write p1, the probability the network gave each voxel's label, on the input's grid (.nii or .nii.gz, uint8 with scl_slope 1/255)")
 	dry := fs.Bool("dry-run", false, "print the grid, windows, FLOPs and planned peak GPU memory, and stop")
 	force := fs.Bool("force", false, "overwrite existing outputs")
-	verbose := fs.Bool("verbose", false, "print the adapter, its limits and the plan")
+	verbose := fs.Bool("verbose", false, "print the device and why, the adapter, its limits and the plan")
 	roi := fs.Int("roi", 96, "sliding-window size (the bundle's 96; smaller only for tests)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -68,20 +68,21 @@ func runSegment(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *device != "gpu" && *device != "cpu" {
-		return fmt.Errorf("--device %q: want gpu or cpu", *device)
-	}
 	if *roi <= 0 || *roi%8 != 0 {
 		return fmt.Errorf("--roi %d: must be a positive multiple of 8", *roi)
 	}
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
+	useGPU, err := chooseDevice(env, *device, *verbose)
+	if err != nil {
+		return err
+	}
 	if *dry {
 		read := model.ReadLabels
 		if *confOut != "" || *stats != "" {
 			read = model.ReadConfidence
 		}
-		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, *device == "gpu", read)
+		return segmentDryRun(env, *in, *series, *wpath, *spacing, wopt, f16, useGPU, read)
 	}
 	ao := atomicfile.Options{Force: *force, Inputs: []string{*in, *wpath}}
 	var table string
@@ -144,7 +145,7 @@ func runSegment(env *Env, args []string) error {
 	// The GPU is set up (device, pipelines compiled, weights uploaded) while the CT is read.
 	setup := make(chan error, 1)
 	var setupSecs float64
-	if *device == "gpu" {
+	if useGPU {
 		go func() {
 			t := time.Now()
 			err := buildGPUNet(env, net, &opt, "", *verbose)

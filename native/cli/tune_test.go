@@ -67,7 +67,7 @@ func TestTune(t *testing.T) {
 	// a recorded choice is what later runs use
 	entry := map[string]any{"adapter": "x", "precision": "f16", "roi": []int{16, 16, 16}, "tiles": "16=4x8x4c/tn16"}
 	writeJSON(t, file, map[string]any{"version": 1, "entries": map[string]any{key: entry}})
-	r = mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t))
+	r = mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--device", "gpu")
 	if !strings.Contains(r.stdout, "convolution tiles: tuned 16=4x8x4c/tn16") {
 		t.Errorf("bench did not use the tuned tiles:\n%s", r.stdout)
 	}
@@ -75,7 +75,7 @@ func TestTune(t *testing.T) {
 	if err := os.WriteFile(file, []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r = mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t))
+	r = mustRun(t, "bench", "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--weights", smallModel(t), "--device", "gpu")
 	if !strings.Contains(r.stdout, "convolution tiles: defaults") || !strings.Contains(r.stderr, "ignoring the tuning file") {
 		t.Errorf("an unreadable tuning file must be reported and ignored:\nstdout %s\nstderr %s", r.stdout, r.stderr)
 	}
