@@ -21,6 +21,19 @@ func (n *Net) HeadArgmax(feat *Tensor) []uint8 {
 	return out
 }
 
+// logits1 writes one voxel's logits from its features x into out, with argmax1's arithmetic.
+func (n *Net) logits1(x, out []float32) {
+	f := n.Final.In
+	for o := range out {
+		s := n.Final.B[o]
+		w := n.Final.W[o*f : (o+1)*f]
+		for c, xc := range x {
+			s += w[c] * xc
+		}
+		out[o] = s
+	}
+}
+
 // argmax1 is the class of one voxel's features x.
 func (n *Net) argmax1(x []float32) uint8 {
 	f, k := n.Final.In, n.Final.Out

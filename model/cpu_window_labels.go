@@ -1,5 +1,7 @@
 package model
 
+import "fmt"
+
 // SlidingWindowLabels is the CPU sliding window of the network's features followed by the
 // head and argmax, as HeadArgmax(SlidingWindow(x, opt, F, n.Features)) computes it, with the
 // same float32 operations in the same order, so the labels are the same bit for bit. It
@@ -8,19 +10,35 @@ package model
 // once a window row starts after it. progress, when set, is called after every window; an
 // error from it stops the run.
 func (n *Net) SlidingWindowLabels(x *Tensor, opt WindowOptions, progress func(done, total int) error) ([]uint8, error) {
+	out := WindowOutput{Labels: make([]uint8, x.Voxels())}
+	if err := n.SlidingWindowOutput(x, opt, out, progress); err != nil {
+		return nil, err
+	}
+	return out.Labels, nil
+}
+
+// SlidingWindowOutput is SlidingWindowLabels into out: Labels, and where Conf and Second are
+// set the confidence too, as the GPU head computes it (p1 and p2 of the softmax, packed as
+// unorm16, and the runner-up), from the same logits the labels come from. Every slice of out
+// must hold x's voxels.
+func (n *Net) SlidingWindowOutput(x *Tensor, opt WindowOptions, out WindowOutput, progress func(done, total int) error) error {
+	nv := x.Voxels()
+	if len(out.Labels) != nv || out.Logits != nil || (out.Conf == nil) != (out.Second == nil) ||
+		out.Conf != nil && (len(out.Conf) != nv || len(out.Second) != nv) {
+		return fmt.Errorf("internal error: the CPU sliding window's output does not fit %d voxels", nv)
+	}
 	plan, padded, err := paddedInput(x, opt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b, err := newRingBlender(plan, n.Cfg.InitFilters)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := make([]uint8, x.Voxels())
 	finished := 0
 	fn := n.fast()
 	finish := func(z1 int) { // the head over padded D-slices [finished, z1), slots cleared
-		b.finish(finished, z1, x, out, n.argmax1, fn)
+		b.finish(finished, z1, x, out, n, fn)
 		finished = z1
 	}
 	predict := n.Features
@@ -38,17 +56,32 @@ func (n *Net) SlidingWindowLabels(x *Tensor, opt WindowOptions, progress func(do
 		}
 	}
 	if err := b.slide(padded, predict, finish, progress); err != nil {
-		return nil, err
+		return err
 	}
 	finish(plan.Padded[0])
-	return out, nil
+	return nil
 }
 
-// finish divides the ring's padded D-slices [z0, z1) by their weights as Result does, hands
-// every voxel of x's extent among them to label (its features; the result lands in out, x's
-// voxel order) and clears their slots for the slices that reuse them. With fn the head
-// and argmax run on the CPU kernels instead (label is not used).
-func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []float32) uint8, fn *fastNet) {
+// part is out's voxels [lo, hi).
+func (o WindowOutput) part(lo, hi int) WindowOutput {
+	p := WindowOutput{Labels: o.Labels[lo:hi]}
+	if o.Conf != nil {
+		p.Conf, p.Second = o.Conf[lo:hi], o.Second[lo:hi]
+	}
+	return p
+}
+
+// confidence sets out's Conf and Second at voxel i from one voxel's logits.
+func (o WindowOutput) confidence(i int, logit func(j int) float32, k int) {
+	t := SoftmaxTop(logit, k)
+	o.Conf[i], o.Second[i] = PackConf(t.P1, t.P2), uint8(t.Second)
+}
+
+// finish divides the ring's padded D-slices [z0, z1) by their weights as Result does, runs
+// n's head and argmax on every voxel of x's extent among them (the result lands in out, x's
+// voxel order) and clears their slots for the slices that reuse them. With fn the head and
+// argmax run on the CPU kernels, else on the reference.
+func (b *Blender) finish(z0, z1 int, x *Tensor, out WindowOutput, n *Net, fn *fastNet) {
 	pd, pad := b.plan.Padded, b.plan.PadBefore
 	plane := pd[1] * pd[2]
 	vox := len(b.count)
@@ -56,16 +89,25 @@ func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []f
 		z := z0 + i
 		slot := z % b.depth
 		if d := z - pad[0]; d >= 0 && d < x.D && fn != nil {
-			b.labelSlice(slot, x, out[d*x.H*x.W:(d+1)*x.H*x.W], fn)
+			b.labelSlice(slot, x, out.part(d*x.H*x.W, (d+1)*x.H*x.W), fn)
 		} else if d >= 0 && d < x.D {
 			feat := make([]float32, b.out.C)
+			var logits []float32
+			if out.Conf != nil {
+				logits = make([]float32, n.Final.Out)
+			}
 			for h := 0; h < x.H; h++ {
 				for w := 0; w < x.W; w++ {
 					p := slot*plane + (h+pad[1])*pd[2] + w + pad[2]
 					for c := range feat {
 						feat[c] = b.out.Data[c*vox+p] / b.count[p]
 					}
-					out[(d*x.H+h)*x.W+w] = label(feat)
+					i := (d*x.H+h)*x.W + w
+					out.Labels[i] = n.argmax1(feat)
+					if logits != nil {
+						n.logits1(feat, logits)
+						out.confidence(i, func(j int) float32 { return logits[j] }, len(logits))
+					}
 				}
 			}
 		}
@@ -78,7 +120,7 @@ func (b *Blender) finish(z0, z1 int, x *Tensor, out []uint8, label func(feat []f
 
 // labelSlice is finish's labelling of the x-extent of ring slot slot on the kernels: the
 // features (divided by their weights as finish does) gathered into head chunks, row by row.
-func (b *Blender) labelSlice(slot int, x *Tensor, out []uint8, fn *fastNet) {
+func (b *Blender) labelSlice(slot int, x *Tensor, out WindowOutput, fn *fastNet) {
 	pd, pad := b.plan.Padded, b.plan.PadBefore
 	vox := len(b.count)
 	hc := fn.headChunk()
@@ -99,13 +141,25 @@ func (b *Blender) labelSlice(slot int, x *Tensor, out []uint8, fn *fastNet) {
 			n, w = n+seg, w+seg
 			if n == hc.cs {
 				fn.logits(hc, n)
-				fn.argmax(hc, n, out[done:])
+				b.labelChunk(hc, n, out, done, fn)
 				done, n = done+n, 0
 			}
 		}
 	}
 	if n > 0 {
 		fn.logits(hc, n)
-		fn.argmax(hc, n, out[done:])
+		b.labelChunk(hc, n, out, done, fn)
+	}
+}
+
+// labelChunk writes the argmax (and the confidence) of the chunk's n voxels to out from done.
+func (b *Blender) labelChunk(hc *headChunk, n int, out WindowOutput, done int, fn *fastNet) {
+	fn.argmax(hc, n, out.Labels[done:])
+	if out.Conf == nil {
+		return
+	}
+	k := fn.final.c.Out
+	for v := range n {
+		out.confidence(done+v, func(j int) float32 { return hc.logits[j*hc.cs+v] }, k)
 	}
 }

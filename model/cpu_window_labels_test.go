@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -52,4 +53,50 @@ func TestSlidingWindowLabelsEqualsWholeVolume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The CPU path's confidence is the softmax of the logits of the whole volume's blended
+// features (the head applied after the blend, as the labels' test): p1 and p2 within one
+// unorm16 step, the runner-up the first maximum among the other classes; the labels are
+// SlidingWindowLabels'. On every kernel level and the reference.
+func TestSlidingWindowConfidence(t *testing.T) {
+	eachLevel(t, func(t *testing.T) {
+		n := randomNet(t, 8, 7, 5)
+		x := randTensor(rand.New(rand.NewPCG(9, 1)), 1, 37, 20, 23, 0)
+		opt := WindowOptions{ROI: [3]int{16, 16, 16}, Overlap: 0.25, Mode: Gaussian, SigmaScale: 0.125}
+		feat, err := SlidingWindow(x, opt, n.Cfg.InitFilters, n.Features)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits, err := n.head(feat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nv := x.Voxels()
+		out := WindowOutput{Labels: make([]uint8, nv), Conf: make([]uint32, nv), Second: make([]uint8, nv)}
+		if err := n.SlidingWindowOutput(x, opt, out, nil); err != nil {
+			t.Fatal(err)
+		}
+		labels, err := n.SlidingWindowLabels(x, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Labels, labels) {
+			t.Fatal("the labels with the confidence differ from the labels alone")
+		}
+		k := n.Final.Out
+		worst := 0.0
+		for v := range nv {
+			top := SoftmaxTop(func(j int) float32 { return logits.Data[j*nv+v] }, k)
+			p1, p2 := UnpackConf(out.Conf[v])
+			if int(out.Labels[v]) != top.Label || int(out.Second[v]) != top.Second {
+				t.Fatalf("voxel %d: label %d, runner-up %d; the softmax of the logits says %d, %d", v, out.Labels[v], out.Second[v], top.Label, top.Second)
+			}
+			worst = max(worst, math.Abs(float64(p1)-top.P1), math.Abs(float64(p2)-top.P2))
+		}
+		if worst > 1.0/65535 {
+			t.Fatalf("p1 or p2 off by %g, more than a unorm16 step", worst)
+		}
+		t.Logf("%d voxels: p1 and p2 within %.2g of the softmax of the logits", nv, worst)
+	})
 }

@@ -122,11 +122,13 @@ func (p *Prepared) Run(net *model.Net, opt Options) (*Result, error) {
 	if opt.GPU != nil {
 		out, err = segmentGPU(p.vol, p.plan, net, opt, res, progress, st)
 	} else {
+		// the CPU path: the head and argmax slice by slice as slices become final
+		n := p.vol.Voxels()
+		out.Labels = make([]uint8, n)
 		if opt.Confidence {
-			return nil, fmt.Errorf("the confidence is computed on the GPU only")
+			out.Conf, out.Second = make([]uint32, n), make([]uint8, n)
 		}
-		// the CPU reference: the head and argmax slice by slice as slices become final
-		out.Labels, err = net.SlidingWindowLabels(p.vol, opt.window(), progress)
+		err = net.SlidingWindowOutput(p.vol, opt.window(), out, progress)
 	}
 	if err != nil {
 		return nil, err

@@ -160,7 +160,8 @@ type desktopApp struct {
 
 func startDesktopApp(t *testing.T, bin, runtimeDir, wdir string) *desktopApp {
 	t.Helper()
-	cmd := exec.Command(bin, "app", "--no-open", "--weights-dir", wdir, "--roi", fmt.Sprint(e2eROI), "--precision", "f32", "--verbose")
+	// --device gpu: lavapipe, which auto would pass over for the CPU path
+	cmd := exec.Command(bin, "app", "--no-open", "--device", "gpu", "--weights-dir", wdir, "--roi", fmt.Sprint(e2eROI), "--precision", "f32", "--verbose")
 	cmd.Env = append(os.Environ(), "CTSEG_RUNTIME_DIR="+runtimeDir)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)

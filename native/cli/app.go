@@ -32,9 +32,9 @@ func init() {
 }
 
 func runApp(env *Env, args []string) error {
-	fs := newFlags(env, "app", "[--no-open] [--device gpu|cpu] [--precision f16|f32] [--weights-dir DIR]")
+	fs := newFlags(env, "app", "[--no-open] [--device auto|gpu|cpu] [--precision f16|f32] [--weights-dir DIR]")
 	noOpen := fs.Bool("no-open", false, "do not open a browser: print the launch URL as the first line of stdout")
-	device := fs.String("device", "gpu", "where native runs compute: gpu (this computer's GPU) or cpu")
+	device := fs.String("device", "auto", "where native runs compute: "+deviceHelp)
 	precision := fs.String("precision", "f16", "GPU storage of native runs the page does not choose: f16 (as the bundle) or f32")
 	wdir := fs.String("weights-dir", "", "directory of weight files: the page may load them, and native runs use model.pt (1.5 mm) and model_lowres.pt (3 mm) from it (default: the weights cache, see ctseg weights)")
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on: 127.0.0.1 and a port (0: a free one)")
@@ -43,9 +43,6 @@ func runApp(env *Env, args []string) error {
 	roi := fs.Int("roi", 96, "sliding-window size of native runs (the bundle's 96; smaller only for tests)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
-	}
-	if *device != "gpu" && *device != "cpu" {
-		return fmt.Errorf("--device %q: want gpu or cpu", *device)
 	}
 	f16, err := parsePrecision(*precision)
 	if err != nil {
@@ -100,9 +97,13 @@ func runApp(env *Env, args []string) error {
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
 	runner := &appRunner{env: env, weightsDir: *wdir, window: wopt, verbose: *verbose, defaultF16: f16, nets: map[string]*model.Net{}}
-	if *device == "gpu" {
+	useGPU, err := chooseDevice(env, *device, *verbose)
+	if err != nil {
+		return err
+	}
+	if useGPU {
 		if runner.ctx, err = openGPU(env, *verbose); err != nil {
-			return fmt.Errorf("%w (ctseg app --device cpu computes on the processor instead, slowly)", err)
+			return fmt.Errorf("%w (ctseg app --device cpu computes on the processor instead)", err)
 		}
 	}
 	srv := desktop.New(desktop.Options{Port: port, Instance: me.Secret, MaxUpload: *maxMB << 20, Runner: runner})

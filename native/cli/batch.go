@@ -54,14 +54,14 @@ func runBatch(env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "summarize" {
 		return runSummarize(env, args[1:])
 	}
-	fs := newFlags(env, "batch", "--manifest CASES.csv --out DIR [--shard I --shards N] [--weights FILE] [--spacing 1.5|3] [--device gpu|cpu] [--precision f16|f32] [--dicom-seg] [--adapter N|NAME]\n       ctseg batch summarize --out DIR")
+	fs := newFlags(env, "batch", "--manifest CASES.csv --out DIR [--shard I --shards N] [--weights FILE] [--spacing 1.5|3] [--device auto|gpu|cpu] [--precision f16|f32] [--dicom-seg] [--confidence] [--adapter N|NAME]\n       ctseg batch summarize --out DIR")
 	manifest := fs.String("manifest", "", "CSV with a header holding case_id,input (a NIfTI file or a DICOM folder, relative to the manifest's folder) and optionally series; other columns are carried into the summary")
 	out := fs.String("out", "", "output folder: DIR/cases/CASE/ gets labels.nii.gz, labels.labels.txt, stats.csv, seg.dcm (--dicom-seg) and case.json last")
 	shard := fs.Int("shard", -1, "which shard to run, 0 to N-1 (default: $SLURM_ARRAY_TASK_ID, else $JOB_COMPLETION_INDEX); shard I runs cases I, I+N, I+2N, ...")
 	shards := fs.Int("shards", 0, "the number of shards N (always given; never read from the job engine)")
 	wpath := fs.String("weights", "", "MONAI checkpoint or ctseg weight file (default: the cached weights of --spacing, see ctseg weights)")
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm: 1.5 (model.pt) or 3 (model_lowres.pt)")
-	device := fs.String("device", "gpu", "gpu or cpu")
+	device := fs.String("device", "auto", deviceHelp+"; --adapter names a GPU, which auto then takes")
 	precision := fs.String("precision", "f16", "GPU storage: f16 (as the bundle's f16 autocast) or f32")
 	dicomSeg := fs.Bool("dicom-seg", false, "also write seg.dcm, a DICOM Segmentation, for each case read from a DICOM series")
 	confidence := fs.Bool("confidence", false, "also write confidence.nii.gz for each case: p1, the probability the network gave each voxel's label (every case's stats carry the mean confidence anyway)")
@@ -85,8 +85,10 @@ func runBatch(env *Env, args []string) error {
 	if err != nil {
 		return usageError(err)
 	}
-	if *device != "gpu" && *device != "cpu" {
-		return usageError(fmt.Errorf("--device %q: want gpu or cpu", *device))
+	switch *device {
+	case "auto", "gpu", "cpu":
+	default:
+		return usageError(fmt.Errorf("--device %q: want auto, gpu or cpu", *device))
 	}
 	if *device == "cpu" && *adapter != "" {
 		return usageError(fmt.Errorf("--adapter chooses a GPU: it does not go with --device cpu"))
@@ -135,8 +137,20 @@ func runBatch(env *Env, args []string) error {
 	}
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
-	settings := cohort.Settings{Spacing: *spacing, Precision: *precision, Device: *device, ROI: *roi, DicomSeg: *dicomSeg, Confidence: *confidence}
-	if *device == "cpu" {
+	// the device the cases run on, resolved once (a GPU named by --adapter is taken as asked);
+	// the records say which, so auto's cases compare with gpu's or cpu's
+	useGPU := *adapter != "" && *device == "auto"
+	if !useGPU {
+		if useGPU, err = chooseDevice(env, *device, *verbose); err != nil {
+			return err
+		}
+	}
+	dev := "cpu"
+	if useGPU {
+		dev = "gpu"
+	}
+	settings := cohort.Settings{Spacing: *spacing, Precision: *precision, Device: dev, ROI: *roi, DicomSeg: *dicomSeg, Confidence: *confidence}
+	if !useGPU {
 		settings.Precision = "f32" // the CPU implementation computes in f32 whatever --precision says
 	}
 	b := &batchRun{
@@ -174,7 +188,7 @@ func runBatch(env *Env, args []string) error {
 	if stop.stopping() {
 		return &exitError{code: exitStopped, err: fmt.Errorf("stopped by %s before any case ran: run the same command again", stop.signal())}
 	}
-	return b.run(pending, *device == "gpu", *adapter, *verbose)
+	return b.run(pending, useGPU, *adapter, *verbose)
 }
 
 // resolveShard finds shard I of N: --shard, else the job engine's index. N is never guessed:

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,10 +159,17 @@ func TestBatch(t *testing.T) {
 		for _, l := range rec.TouchesBorder {
 			border[fmt.Sprint(l)] = true
 		}
+		require.Equal(t, append(slices.Clone(cohort.StatsColumns), "mean_confidence"), stats[0], "segment --stats carries the mean confidence")
 		for i, row := range byCase[id] {
-			assert.Equal(t, stats[i+1], row[3:9], "%s: structures.csv row %d", id, i)
+			// structures.csv: the stats columns, touches_border, then the stats' mean_confidence
+			assert.Equal(t, stats[i+1][:6], row[3:9], "%s: structures.csv row %d", id, i)
 			assert.Equal(t, fmt.Sprint(border[row[3]]), row[9], "touches_border")
-			assert.Equal(t, "", row[10], "mean_confidence is not computed")
+			assert.Equal(t, stats[i+1][6], row[10], "mean_confidence")
+			if v, _ := strconv.Atoi(row[5]); v > 0 {
+				c, err := strconv.ParseFloat(row[10], 64)
+				require.NoError(t, err, "mean_confidence of a structure found")
+				assert.True(t, c > 0 && c <= 1, "mean_confidence %v", c)
+			}
 		}
 		want, _, err := volume.ReadLabels(filepath.Join(ref, id+".nii.gz"))
 		require.NoError(t, err)
@@ -379,7 +388,7 @@ func checkComplete(t *testing.T, manifest, out string) (done []string) {
 		require.Equal(t, rec.Input.Grid.Dims, h.Dims)
 		require.Len(t, lab, cohorttest.CropSize*cohorttest.CropSize*30)
 		rows := readCSV(t, filepath.Join(cdir, cohort.StatsName))
-		require.Equal(t, cohort.StatsColumns, rows[0])
+		require.Equal(t, append(slices.Clone(cohort.StatsColumns), "mean_confidence"), rows[0])
 		done = append(done, c.ID)
 	}
 	return done
