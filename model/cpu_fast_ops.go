@@ -118,10 +118,11 @@ func upsampleAddPadded(skip, x *pbuf) {
 // headChunk is the scratch of one worker's head: features [F][cs] in, logits [noc-rounded
 // K][cs] out, cs a multiple of the kernels' block.
 type headChunk struct {
-	cs     int
-	feat   []float32
-	logits []float32
-	best   []float32
+	cs       int
+	feat     []float32
+	logits   []float32
+	best     []float32
+	sum, sec []float32 // the confidence's scratch (confChunk), made when first needed
 }
 
 // headChunkSize is the voxels per head chunk: features and logits of the bundle's head

@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // SlidingWindowLabels is the CPU sliding window of the network's features followed by the
 // head and argmax, as HeadArgmax(SlidingWindow(x, opt, F, n.Features)) computes it, with the
@@ -158,8 +161,35 @@ func (b *Blender) labelChunk(hc *headChunk, n int, out WindowOutput, done int, f
 	if out.Conf == nil {
 		return
 	}
-	k := fn.final.c.Out
+	if hc.sum == nil {
+		hc.sum, hc.sec = make([]float32, hc.cs), make([]float32, hc.cs)
+	}
+	confChunk(hc.logits, hc.cs, fn.final.c.Out, n, hc.best, out.Labels[done:done+n], out.Conf[done:done+n], out.Second[done:done+n], hc.sum, hc.sec)
+}
+
+// confChunk sets conf and second of n voxels from their k logits (class-major, stride cs),
+// their maximum best and their labels: the softmax's p1 and p2, in float32 as the GPU head
+// computes them, and the runner-up (the first maximum among the other classes, as
+// SoftmaxTop). sum and sec are scratch of n values. Class by class, so the rows stream.
+func confChunk(logits []float32, cs, k, n int, best []float32, labels []uint8, conf []uint32, second []uint8, sum, sec []float32) {
+	sum, sec, best = sum[:n], sec[:n], best[:n]
 	for v := range n {
-		out.confidence(done+v, func(j int) float32 { return hc.logits[j*hc.cs+v] }, k)
+		sum[v], sec[v], second[v] = 0, float32(math.Inf(-1)), 0
+	}
+	for o := range k {
+		row := logits[o*cs : o*cs+n]
+		for v, l := range row {
+			sum[v] += exp32(l - best[v])
+			if int(labels[v]) != o && l > sec[v] {
+				sec[v], second[v] = l, uint8(o)
+			}
+		}
+	}
+	for v := range n {
+		p2 := float32(0)
+		if k > 1 {
+			p2 = exp32(sec[v]-best[v]) / sum[v]
+		}
+		conf[v] = PackConf(float64(1/sum[v]), float64(p2))
 	}
 }

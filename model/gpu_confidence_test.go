@@ -87,7 +87,7 @@ func TestGPUConfidenceIsSoftmaxOfLogits(t *testing.T) {
 
 // TestGPUConfidenceGolden: p1 against the softmax of MONAI's blended logits of the golden
 // sliding-window case (../shared/golden/sliding_window, gaussian), in f32 storage. The logits
-// agree within 1e-3 (README, Correctness), which moves a softmax probability by at most 5e-4.
+// agree within 1e-3 (README, Correctness); p1 is held to 1e-4 (measured 7.7e-6).
 func TestGPUConfidenceGolden(t *testing.T) {
 	n := loadNet(t, "segresnet_small")
 	d, h, w := 37, 29, 45
@@ -107,5 +107,5 @@ func TestGPUConfidenceGolden(t *testing.T) {
 	}
 	t.Logf("p1 against MONAI's softmax: max difference %.2g over the %d of %d voxels with the same label", worst, same, nv)
 	require.GreaterOrEqual(t, float64(same)/float64(nv), 0.9999)
-	require.LessOrEqual(t, worst, 5e-4)
+	require.LessOrEqual(t, worst, 1e-4)
 }

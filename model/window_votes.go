@@ -27,22 +27,19 @@ func (p *WindowPlan) Covering(v [3]int) (starts, locals [][3]int) {
 	return starts, locals
 }
 
-// WindowAt is the window covering v that weighs most there (its centre nearest v: the
-// gaussian map peaks at the centre), and v's position in it.
+// WindowAt is the window covering v that weighs most there (the highest importance at v's
+// place in it; the first of equals), and v's position in it.
 func (p *WindowPlan) WindowAt(v [3]int) (start, local [3]int, err error) {
 	starts, locals := p.Covering(v)
 	if len(starts) == 0 {
 		return start, local, fmt.Errorf("voxel %v is outside the %v volume", v, p.Size)
 	}
-	best := -1.0
+	imp := p.ImportanceMap()
+	r := p.ROI
+	best := float32(-1)
 	for i, l := range locals {
-		d := 0.0
-		for a := range 3 {
-			c := float64(l[a]) - float64(p.ROI[a]-1)/2
-			d += c * c
-		}
-		if best < 0 || d < best {
-			best, start, local = d, starts[i], l
+		if w := imp[(l[0]*r[1]+l[1])*r[2]+l[2]]; w > best {
+			best, start, local = w, starts[i], l
 		}
 	}
 	return start, local, nil
@@ -57,10 +54,11 @@ func (p *WindowPlan) Window(vol *Tensor, start [3]int) []float32 {
 }
 
 // Restrict returns a plan that runs only the windows overlapping the box [lo, hi) of the
-// image on every axis: what a change of the input inside the box can reach. The result of a
-// sliding-window run with it equals the full plan's wherever every window covering a voxel
-// is kept, which is true of every voxel of the kept windows that overlap the box, and of
-// every voxel outside them where the input did not change.
+// image on every axis: what a change of the input inside the box can reach. A sliding-window
+// run with it gives the full plan's result only where every window covering a voxel is kept:
+// on the kept windows that overlap the box, not elsewhere (a voxel no kept window covers gets
+// a zero weight sum). Occlusion runs the windows overlapping the touched windows' union and
+// keeps only that union (pipeline.Prepared.Occlude).
 func (p *WindowPlan) Restrict(lo, hi [3]int) *WindowPlan {
 	q := *p
 	for a := range 3 {

@@ -12,9 +12,10 @@ import (
 )
 
 // TestVotes: at voxels in the middle, at a corner and in the padding's reach, the covering
-// windows' votes blend (weighted mean) to the sliding window's logits there (within 1e-4 of the
-// logits' scale), their weights are the importance map's at each window's local position, and
-// WindowAt picks the covering window whose centre is nearest.
+// windows' votes blend (weighted mean) to the sliding window's logits there (within 1e-6 of the
+// logits' scale: measured 5e-8, float32 sums against float64), their weights are the importance
+// map's at each window's local position, and WindowAt picks the covering window that weighs
+// most there.
 func TestVotes(t *testing.T) {
 	ctx := gputest.Context(t)
 	cfg := weights.Config{InitFilters: 8, InChannels: 1, OutChannels: 5, BlocksDown: []int{1, 2, 2, 4}, BlocksUp: []int{1, 1, 1}}
@@ -51,17 +52,12 @@ func TestVotes(t *testing.T) {
 			scale = math.Max(scale, math.Abs(want))
 		}
 		t.Logf("voxel %v: %d windows, blended votes within %.2g of the sliding window's logits (scale %.3g)", v, len(votes), worst, scale)
-		require.LessOrEqual(t, worst, 1e-4*scale)
+		require.LessOrEqual(t, worst, 1e-6*scale)
 		st, local, err := plan.WindowAt(v)
 		require.NoError(t, err)
-		d := func(l [3]int) (s float64) {
-			for a := range 3 {
-				s += (float64(l[a]) - 7.5) * (float64(l[a]) - 7.5)
-			}
-			return s
-		}
+		w := func(l [3]int) float32 { return imp[(l[0]*16+l[1])*16+l[2]] }
 		for i := range starts {
-			require.LessOrEqual(t, d(local), d(locals[i]), "WindowAt %v is not the nearest centre", st)
+			require.GreaterOrEqual(t, w(local), w(locals[i]), "WindowAt %v does not weigh most", st)
 		}
 	}
 }

@@ -35,6 +35,15 @@ type Result struct {
 	// PreLabels is the label map on the network's grid ([D][H][W]) with
 	// Options.KeepPreLabels: what Prepared.Occlude starts from.
 	PreLabels []uint8
+	made      made
+}
+
+// made is what a result was computed with, for a later run that changes part of it
+// (Prepared.Occlude) to refuse other settings.
+type made struct {
+	net    *model.Net
+	f16    bool // f16 storage on the GPU (the CPU path computes in f32)
+	window model.WindowOptions
 }
 
 // window is the options' sliding window, the bundle's when unset.
@@ -107,7 +116,8 @@ func (p *Prepared) Run(net *model.Net, opt Options) (*Result, error) {
 	st := newStages()
 	st.list = append(st.list, p.stage)
 	pd := p.PreDims()
-	res := &Result{Dims: p.dims, Affine: p.affine, PreDims: pd, Windows: p.plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels}
+	res := &Result{Dims: p.dims, Affine: p.affine, PreDims: pd, Windows: p.plan.NumWindows(), Spacing: opt.Spacing, Classes: net.Cfg.OutChannels,
+		made: made{net: net, f16: opt.F16 && opt.GPU != nil, window: opt.window()}}
 	progress := func(done, total int) error {
 		if opt.Progress != nil {
 			opt.Progress(done, total)

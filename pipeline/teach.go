@@ -103,7 +103,6 @@ type Occlusion struct {
 	Changed       int       // input voxels whose label changed
 	Labels        []uint8   // the new label map on the input grid
 	Before, After []int     // voxels per class on the input grid
-	ChangedLabels []uint8   // the new label where it changed, else 0
 	// PreLabels is the new label map on the network's grid ([D][H][W]), prev's outside
 	// [Lo, Hi), the touched windows' union, where nothing can have changed.
 	PreLabels []uint8
@@ -120,8 +119,12 @@ func (p *Prepared) Occlude(net *model.Net, opt Options, prev *Result, ijk [3]int
 	if prev == nil || prev.PreLabels == nil {
 		return nil, fmt.Errorf("occlusion: segment the CT first")
 	}
-	if len(prev.PreLabels) != p.vol.Voxels() || prev.Spacing != opt.Spacing {
-		return nil, fmt.Errorf("occlusion: the segmentation was made with other settings; segment the CT again first")
+	now := made{net: net, f16: opt.F16 && opt.GPU != nil, window: opt.window()}
+	if len(prev.PreLabels) != p.vol.Voxels() || prev.Spacing != opt.Spacing || prev.made != now {
+		return nil, fmt.Errorf("occlusion: the segmentation shown was made with other settings or weights; segment the CT again first")
+	}
+	if math.IsNaN(float64(hu)) || math.IsInf(float64(hu), 0) {
+		return nil, fmt.Errorf("occlusion: %v HU", hu)
 	}
 	if !(sizeMM > 0) || sizeMM > 500 {
 		return nil, fmt.Errorf("occlusion: a cube of %v mm", sizeMM)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -83,6 +84,12 @@ func TestOcclude(t *testing.T) {
 	require.Equal(t, after, o.After)
 	require.Equal(t, changed, o.Changed)
 
+	other := opt
+	other.F16 = true
+	_, err = p.Occlude(net, other, prev, ijk, 15, 1500)
+	require.ErrorContains(t, err, "other settings", "an experiment in f16 against labels made in f32")
+	_, err = p.Occlude(net, opt, prev, ijk, 15, float32(math.NaN()))
+	require.Error(t, err)
 	_, err = p.Occlude(net, opt, &Result{}, ijk, 15, 1500)
 	require.ErrorContains(t, err, "segment the CT first")
 	_, err = p.Occlude(net, opt, prev, [3]int{-1, 0, 0}, 15, 1500)

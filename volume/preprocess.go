@@ -15,14 +15,19 @@ type Inversion struct {
 	Norm NormStats
 }
 
-// NormalizedHU is the network's input value of a non-zero voxel of hu HU under inv's scaling
-// (Preprocess's NormalizeIntensity and ScaleIntensity).
+// NormalizedHU is the network's input value of a voxel of hu HU under inv's scaling
+// (Preprocess's NormalizeIntensity(nonzero) and ScaleIntensity): an exact 0 is what the CT's
+// own exact zeros become (NormalizeIntensity leaves them at 0, i.e. at the mean).
 func (inv *Inversion) NormalizedHU(hu float32) float32 {
 	n := inv.Norm
-	if n.MaxN == n.MinN {
+	span := n.MaxN - n.MinN
+	switch {
+	case span == 0:
 		return 0
+	case hu == 0:
+		return float32(2*(0-n.MinN)/span - 1)
 	}
-	return float32(2*((float64(hu)-n.Mean)/n.Std-n.MinN)/(n.MaxN-n.MinN) - 1)
+	return float32(2*((float64(hu)-n.Mean)/n.Std-n.MinN)/span - 1)
 }
 
 // ToPreprocessed is the preprocessed voxel an input voxel (index of the stored array) takes

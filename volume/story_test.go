@@ -1,7 +1,6 @@
 package volume
 
 import (
-	"math"
 	"slices"
 	"testing"
 )
@@ -85,16 +84,23 @@ func TestToPreprocessed(t *testing.T) {
 	if _, err := inv.ToPreprocessed([3]int{d[0], 0, 0}); err == nil {
 		t.Error("a voxel outside the input was mapped")
 	}
-	// every non-zero resampled voxel's input value is NormalizedHU of its HU
+	// every resampled voxel's input value is NormalizedHU of its HU, the exact zeros included
 	s, err := Tell(v, 1.5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := s.Steps[2].Slice
 	n := s.Steps[3].Slice
+	zeros := 0
 	for i := range r {
-		if r[i] != 0 && math.Abs(float64(inv.NormalizedHU(r[i])-n[i])) > 1e-6 {
+		if r[i] == 0 {
+			zeros++
+		}
+		if inv.NormalizedHU(r[i]) != n[i] {
 			t.Fatalf("NormalizedHU(%v) = %v, Preprocess gave %v", r[i], inv.NormalizedHU(r[i]), n[i])
 		}
+	}
+	if zeros == 0 {
+		t.Error("no exact zero on the slice: NormalizedHU(0) was not checked")
 	}
 }

@@ -62,7 +62,7 @@ type userError struct {
 func (e *userError) Error() string { return e.Msg }
 
 func busy() error {
-	return &userError{"Busy", "a segmentation is running: wait for it or cancel it first"}
+	return &userError{"Busy", "the GPU is busy with another run (a segmentation, a tuning or one of the Teach view's): wait for it or cancel it first"}
 }
 
 // claim marks the worker busy with one GPU run (segment or tune); done frees it.
@@ -308,17 +308,28 @@ func testROI(o js.Value) (roi [3]int, set bool, err error) {
 }
 
 // runOptions are the pipeline options of a run on the page's device (segment and the Teach
-// view's runs): {spacing, precision, roi, limits, adapter, software, takeError}.
+// view's runs): {spacing, precision, roi, tiles, limits, adapter, software, takeError}.
 func runOptions(jsDev, o js.Value) (pipeline.Options, func() error, error) {
+	opt, err := parseRunOptions(o)
+	if err != nil {
+		return opt, nil, err
+	}
+	ctx, takeErr := newContext(jsDev, o)
+	opt.GPU = ctx
+	return opt, takeErr, nil
+}
+
+// parseRunOptions reads runOptions' settings, without the device.
+func parseRunOptions(o js.Value) (pipeline.Options, error) {
 	spacing := o.Get("spacing").Float()
 	if spacing != 1.5 && spacing != 3 {
-		return pipeline.Options{}, nil, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
+		return pipeline.Options{}, fmt.Errorf("spacing %v mm: the bundle's models use 1.5 or 3", spacing)
 	}
 	// f16 activation storage by default, as `ctseg segment` (the bundle runs under f16
 	// autocast); it also halves the GPU memory a run needs.
 	opt := pipeline.Options{Spacing: spacing, F16: o.Get("precision").String() != "f32"}
 	if roi, set, err := testROI(o); err != nil {
-		return opt, nil, err
+		return opt, err
 	} else if set {
 		opt.Window = model.DefaultWindowOptions()
 		opt.Window.ROI = roi
@@ -329,9 +340,7 @@ func runOptions(jsDev, o js.Value) (pipeline.Options, func() error, error) {
 			opt.ConvTiles = tt
 		}
 	}
-	ctx, takeErr := newContext(jsDev, o)
-	opt.GPU = ctx
-	return opt, takeErr, nil
+	return opt, nil
 }
 
 // prepared is the loaded CT preprocessed for opt: the one kept from the last run when it fits.

@@ -47,6 +47,7 @@ func main() {
 		"probe":           asyncFunc(probe),
 		"votes":           asyncFunc(votes),
 		"occlude":         asyncFunc(occlude),
+		"releaseTeach":    asyncFunc(releaseTeach),
 		"labelTable":      js.FuncOf(func(js.Value, []js.Value) any { return labelTable() }),
 	}
 	js.Global().Set("ctsegGo", js.ValueOf(api))

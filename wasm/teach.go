@@ -10,6 +10,7 @@ import (
 	"slices"
 	"syscall/js"
 
+	"ctseg/gpu"
 	"ctseg/model"
 	"ctseg/pipeline"
 	"ctseg/volume"
@@ -212,12 +213,16 @@ func teachRun(args []js.Value, f func(p *pipeline.Prepared, net *model.Net, opt 
 		return nil, errors.New("click a voxel first")
 	}
 	ijk := [3]int{vx.Index(0).Int(), vx.Index(1).Int(), vx.Index(2).Int()}
-	opt, takeErr, err := runOptions(jsDev, o)
+	opt, err := parseRunOptions(o)
 	if err != nil {
 		return nil, err
 	}
+	takeErr := teachGPU.use(jsDev, o, &opt)
 	v, err = func() (v any, err error) {
 		defer recovered(&err)
+		if err := teachGPU.network(net, o, &opt); err != nil {
+			return nil, err
+		}
 		p, err := prepared(ct, opt)
 		if err != nil {
 			return nil, err
@@ -225,9 +230,78 @@ func teachRun(args []js.Value, f func(p *pipeline.Prepared, net *model.Net, opt 
 		return f(p, net, opt, ijk)
 	}()
 	if err != nil {
+		// the worker drops the device after a failed run; so does Go its network on it
+		teachGPU.release()
 		return nil, gpuError(err, takeErr(), opt.Spacing)
 	}
 	return v, nil
+}
+
+// teachGPU is the device the Teach view's runs share (worker.js keeps it between them, and
+// destroys it before a segmentation or a tuning, calling releaseTeach) and the network built on
+// it: a probe after the first costs the network's run, not its setup (pipelines compiled,
+// weights uploaded).
+var teachGPU teachDevice
+
+type teachDevice struct {
+	dev     js.Value
+	ctx     *gpu.Context
+	takeErr func() error
+	g       *model.GPUNet
+	net     *model.Net
+	key     string
+}
+
+// use sets opt.GPU to the context of jsDev, kept from the last run on the same device.
+func (t *teachDevice) use(jsDev, o js.Value, opt *pipeline.Options) func() error {
+	if t.ctx == nil || !t.dev.Equal(jsDev) {
+		t.release()
+		t.dev = jsDev
+		t.ctx, t.takeErr = newContext(jsDev, o)
+	}
+	opt.GPU = t.ctx
+	return t.takeErr
+}
+
+// network sets opt.Net to the network for net and opt's settings, kept when they are the last
+// run's.
+func (t *teachDevice) network(net *model.Net, o js.Value, opt *pipeline.Options) error {
+	key := fmt.Sprintf("%p|%v|%v|%s", net, opt.F16, opt.Window, o.Get("tiles").String())
+	if t.g == nil || t.key != key {
+		if t.g != nil {
+			t.g.Release()
+			t.g = nil
+		}
+		g, err := pipeline.NewGPUNet(net, *opt)
+		if err != nil {
+			return err
+		}
+		t.g, t.net, t.key = g, net, key
+	}
+	opt.Net = t.g
+	return nil
+}
+
+// release forgets the device and frees the network's buffers.
+func (t *teachDevice) release() {
+	if t.g != nil {
+		func() {
+			defer func() { _ = recover() }() // a destroyed device's buffers may refuse
+			t.g.Release()
+		}()
+	}
+	*t = teachDevice{}
+}
+
+// releaseTeach() is what the worker calls when it destroys the Teach view's device.
+func releaseTeach(args []js.Value) (any, error) {
+	done, err := claim()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	teachGPU.release()
+	return nil, nil
 }
 
 // probe(device, options) runs the window that weighs most at the voxel and returns every

@@ -82,13 +82,38 @@ func runForward(env *Env, args []string) error {
 			return err
 		}
 	}
-	if err := distinctOutputs(*out, *confOut, *probeDir); err != nil {
-		return err
-	}
 	if *probeDir != "" {
 		if err := checkProbeDir(*probeDir, *force); err != nil {
 			return err
 		}
+	}
+	net, err := loadNet(*wpath)
+	if err != nil {
+		return err
+	}
+	// the probe's files, known from the network before it runs: checked with the others
+	var probeFiles []string
+	if *probeDir != "" {
+		blocks, err := model.Blocks(net.Cfg, size)
+		if err != nil {
+			return err
+		}
+		for _, b := range blocks {
+			probeFiles = append(probeFiles, filepath.Join(*probeDir, b.Name+".f32"))
+		}
+		probeFiles = append(probeFiles, filepath.Join(*probeDir, probeIndexName))
+		if _, err := os.Stat(*probeDir); err == nil {
+			for _, f := range probeFiles {
+				if err := atomicfile.Check(f, ao); err != nil {
+					return err
+				}
+			}
+		} else if fi, err := os.Stat(filepath.Dir(filepath.Clean(*probeDir))); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--probe %s: its parent folder does not exist", *probeDir)
+		}
+	}
+	if err := distinctOutputs(append([]string{*out, *confOut}, probeFiles...)...); err != nil {
+		return err
 	}
 	useGPU, err := chooseDevice(env, *device, *verbose)
 	if err != nil {
@@ -97,10 +122,6 @@ func runForward(env *Env, args []string) error {
 	data, err := readRawF32(*in, size[0]*size[1]*size[2])
 	if err != nil {
 		return fmt.Errorf("reading input: %w", err)
-	}
-	net, err := loadNet(*wpath)
-	if err != nil {
-		return err
 	}
 	vol := &model.Tensor{C: 1, D: size[0], H: size[1], W: size[2], Data: data}
 	var logits []float32
@@ -148,6 +169,7 @@ func runForward(env *Env, args []string) error {
 	// all outputs or none
 	var outs atomicfile.Set
 	defer outs.Abort()
+	committed := false
 	if *out != "" {
 		if err := outs.Write(*out, ao, func(w io.Writer) error { return writeRawF32(w, logits) }); err != nil {
 			return err
@@ -161,11 +183,25 @@ func runForward(env *Env, args []string) error {
 		}
 	}
 	if *probeDir != "" {
-		if err := writeProbe(&outs, *probeDir, probe, *force); err != nil {
+		made, err := writeProbe(&outs, *probeDir, probe, ao)
+		if made {
+			// a folder made for this run goes if the run does (os.Remove leaves a folder that
+			// holds files)
+			defer func() {
+				if !committed {
+					os.Remove(*probeDir)
+				}
+			}()
+		}
+		if err != nil {
 			return err
 		}
 	}
-	return outs.Commit()
+	if err := outs.Commit(); err != nil {
+		return err
+	}
+	committed = true
+	return nil
 }
 
 // probeIndex is DIR/index.json of `forward --probe`: the blocks in the network's order.
@@ -192,27 +228,33 @@ func checkProbeDir(dir string, force bool) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("--probe %s: not a folder", dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil && !force {
+	if _, err := os.Stat(filepath.Join(dir, probeIndexName)); err == nil && !force {
 		return fmt.Errorf("--probe %s holds a probe already (use --force to replace it)", dir)
 	}
 	return nil
 }
 
-// writeProbe writes every block as DIR/NAME.f32 and DIR/index.json into outs.
-func writeProbe(outs *atomicfile.Set, dir string, blocks []model.ProbeBlock, force bool) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("--probe: %v", err)
+// probeIndexName is the probe folder's list of its files.
+const probeIndexName = "index.json"
+
+// writeProbe writes every block as DIR/NAME.f32 and DIR/index.json into outs (ao as for the
+// other outputs: the inputs are never replaced). made says whether it created DIR.
+func writeProbe(outs *atomicfile.Set, dir string, blocks []model.ProbeBlock, ao atomicfile.Options) (made bool, err error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		made = true
 	}
-	ao := atomicfile.Options{Force: force}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("--probe: %v", err)
+	}
 	var idx probeIndex
 	for _, b := range blocks {
 		name := b.Name + ".f32"
 		if err := outs.Write(filepath.Join(dir, name), ao, func(w io.Writer) error { return writeRawF32(w, b.Data) }); err != nil {
-			return err
+			return made, err
 		}
 		idx.Blocks = append(idx.Blocks, probeEntry{Name: b.Name, File: name, Shape: []int{b.C, b.D, b.H, b.W}, DType: "float32"})
 	}
-	return outs.Write(filepath.Join(dir, "index.json"), ao, func(w io.Writer) error {
+	return made, outs.Write(filepath.Join(dir, probeIndexName), ao, func(w io.Writer) error {
 		e := json.NewEncoder(w)
 		e.SetIndent("", "  ")
 		return e.Encode(idx)

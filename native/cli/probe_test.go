@@ -72,6 +72,21 @@ func TestForwardProbe(t *testing.T) {
 			checkOneLineError(t, r, "forward")
 			require.Contains(t, r.stderr, "holds a probe already")
 			mustRun(t, "forward", "--weights", model, "--input", filepath.Join(td, "input.f32"), "--shape", "16,8,24", "--probe", dir, "--device", c.device, "--force")
+			// an input inside the folder is never replaced, --force or not; another output may
+			// not be one of the probe's files
+			in := filepath.Join(dir, "convInit.f32")
+			r = ctseg(t, "forward", "--weights", model, "--input", in, "--shape", "8,16,24", "--probe", dir, "--device", c.device, "--force")
+			checkOneLineError(t, r, "forward")
+			require.Contains(t, r.stderr, "input")
+			r = ctseg(t, "forward", "--weights", model, "--input", filepath.Join(td, "input.f32"), "--shape", "16,8,24", "--probe", dir, "--device", c.device, "--force",
+				"--confidence", filepath.Join(dir, "index.json"))
+			checkOneLineError(t, r, "forward")
+			require.Contains(t, r.stderr, "the same file")
+			// a run that fails leaves no folder it made
+			fresh := filepath.Join(d, "fresh")
+			r = ctseg(t, "forward", "--weights", model, "--input", filepath.Join(td, "p1.f32"), "--shape", "16,8,32", "--probe", fresh, "--device", c.device)
+			checkOneLineError(t, r, "forward")
+			require.NoDirExists(t, fresh)
 		})
 	}
 	r := ctseg(t, "forward", "--weights", model, "--input", filepath.Join(td, "input.f32"), "--shape", "16,8,24")

@@ -53,8 +53,8 @@ func runSegment(env *Env, args []string) error {
 	if err := required(fs, "input"); err != nil {
 		return err
 	}
-	if !*dry && *out == "" && *segOut == "" {
-		return fmt.Errorf("give --output LABELS.nii.gz, --dicom-seg SEG.dcm, or both")
+	if !*dry && *out == "" && *segOut == "" && *confOut == "" && *stats == "" {
+		return fmt.Errorf("nothing to write: give --output LABELS.nii.gz, --dicom-seg SEG.dcm, --confidence P1.nii.gz or --stats FILE")
 	}
 	if *segOut != "" {
 		if st, err := os.Stat(*in); err == nil && !st.IsDir() {

@@ -149,6 +149,20 @@ export class Teach {
     this.show(l.tab);
   }
 
+  // gpuCall runs one of the worker's GPU runs for the tab drawn with token: one at a time (the
+  // worker runs one GPU job), and not at all when the tab was redrawn while it waited (a
+  // pointer that moved on, another tab): then it rejects, and the tab that is no longer shown
+  // ignores it.
+  gpuCall(op, args, token) {
+    const run = () => {
+      if (this.token !== token) throw new Error('superseded');
+      return this.ctx.call(op, args);
+    };
+    const p = (this.queue || Promise.resolve()).catch(() => {}).then(run);
+    this.queue = p;
+    return p;
+  }
+
   // ---- tabs -------------------------------------------------------------------------------
 
   show(tab) {
@@ -216,7 +230,7 @@ export class Teach {
   async trace(body, token) {
     this.needCT();
     body.append(el('p', { class: 'info', text: `Probing the window around ${this.voxelText()}…` }));
-    const r = await this.ctx.call('probe', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor }));
+    const r = await this.gpuCall('probe', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor }), token);
     if (this.token !== token) return;
     this.cache.probe = r;
     const blocks = r.blocks;
@@ -272,7 +286,7 @@ export class Teach {
   async why(body, token) {
     this.needCT();
     body.append(el('p', { class: 'info', text: `Running every window that covers ${this.voxelText()}…` }));
-    const r = await this.ctx.call('votes', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor }));
+    const r = await this.gpuCall('votes', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor }), token);
     if (this.token !== token) return;
     const names = this.ctx.names, colors = this.ctx.colors;
     const softmax = (l) => {
@@ -441,7 +455,7 @@ export class Teach {
         run.disabled = true;
         out.replaceChildren(el('p', { class: 'info', text: 'Running the windows the cube touches…' }));
         try {
-          const e = await this.ctx.call('occlude', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor, sizeMM: this.state.size, hu: this.state.hu }));
+          const e = await this.gpuCall('occlude', this.ctx.runArgs({ voxel: this.ctx.viewer.cursor, sizeMM: this.state.size, hu: this.state.hu }), token);
           if (this.token !== token) return;
           this.showExperiment(out, e);
         } catch (err) {
@@ -454,7 +468,7 @@ export class Teach {
     });
     if (!r) run.disabled = true;
     body.append(...[
-      el('p', { class: 'info', text: 'Replace a cube of the CT by another tissue and see which labels change. The cube enters the network with the CT\'s own normalisation, so only the windows it touches see another input; ctseg re-runs those (and the windows that share voxels with them, whose blend they join) and keeps every other label.' }),
+      el('p', { class: 'info', text: 'Replace a cube of the CT by another tissue and see which labels change. The cube enters the network with the CT\'s own normalisation, so only the windows it touches see another input (0 HU enters as the CT\'s own exact zeros do: as its mean); ctseg re-runs those (and the windows that share voxels with them, whose blend they join) and keeps every other label.' }),
       r ? null : el('p', { class: 'info', text: 'Segment the CT first: the experiment compares with that result.' }),
       el('div', { class: 'row' }, el('label', {}, 'cube ', size, ' mm'), el('label', {}, 'HU ', hu)), presets,
       el('div', { class: 'row' }, run), out].filter(Boolean));

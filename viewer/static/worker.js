@@ -110,15 +110,32 @@ async function tunedTiles(key) {
   }
 }
 
+// teachGPU is the device the Teach view's runs share: kept between them (Go keeps the network
+// built on it), destroyed before a segmentation or a tuning needs the GPU, and after a failed
+// run.
+let teachGPU = null;
+
+async function dropTeachGPU() {
+  if (!teachGPU) return;
+  await ctsegGo.releaseTeach(); // Busy while a Teach run is still going: the caller fails alike
+  teachGPU.device.destroy();
+  teachGPU = null;
+}
+
 async function teachRun(op, m) {
-  const gpu = await openDevice();
+  if (!teachGPU) teachGPU = await openDevice();
+  const gpu = teachGPU;
   const tiles = await tunedTiles(tuningKey(gpu.adapter, m.precision, m.roi));
   try {
     return await ctsegGo[op](gpu.device, {
       ...m, tiles, limits: gpu.limits, adapter: gpu.adapter, software: gpu.software, takeError: gpu.takeError, roi: m.roi || 0,
     });
-  } finally {
-    gpu.device.destroy();
+  } catch (e) {
+    if (e && e.name !== 'Busy' && teachGPU === gpu) {
+      teachGPU = null;
+      gpu.device.destroy();
+    }
+    throw e;
   }
 }
 
@@ -145,6 +162,7 @@ const ops = {
     return ctsegGo.loadWeights(new Uint8Array(m.bytes), m.name);
   },
   async segment(m) {
+    await dropTeachGPU();
     const gpu = await openDevice();
     if (cancelRequested) {
       gpu.device.destroy();
@@ -191,6 +209,7 @@ const ops = {
     return [v, [v.labels.buffer]];
   },
   async tune(m) {
+    await dropTeachGPU();
     const gpu = await openDevice();
     post({ type: 'phase', text: `Tuning on ${gpu.adapter}` });
     try {

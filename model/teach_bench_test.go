@@ -11,11 +11,11 @@ import (
 
 // The Teach view's costs, side by side with what they add to (BENCHMARKS.md, "Teach"):
 //
-//	go test ./model -run '^$' -bench 'GPUConfidence|GPUProbe' -benchtime 3x
+//	go test ./model -run '^$' -bench 'Confidence|GPUProbe' -benchtime 3x
 //
 // on the bundle's network shape (random weights: the cost does not depend on them) with 64³
-// windows, which keep a run on lavapipe short; the head's share of a window's work is nearly
-// the same at 96³.
+// windows over a 112³ input (8 windows), which keep a run on lavapipe short; the head's share
+// of a window's work is nearly the same at 96³.
 
 // benchNet is the bundle's network (105 classes) with random weights, on the GPU for 64³
 // windows, and a 112³ random input: 8 windows.
@@ -28,11 +28,7 @@ func benchNet(b *testing.B, f16 bool) (*model.GPUNet, *model.Tensor, *model.Wind
 	}
 	opt := model.DefaultWindowOptions()
 	opt.ROI = [3]int{64, 64, 64}
-	vol := &model.Tensor{C: 1, D: 112, H: 112, W: 112, Data: make([]float32, 112*112*112)}
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range vol.Data {
-		vol.Data[i] = float32(r.NormFloat64())
-	}
+	vol := randomInput(112)
 	plan, err := model.PlanWindows(vol.D, vol.H, vol.W, opt)
 	if err != nil {
 		b.Fatal(err)
@@ -97,4 +93,42 @@ func BenchmarkGPUProbe(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCPUConfidence: the CPU path's sliding window with labels only and with the
+// confidence (SlidingWindowOutput), on the same network and input as the GPU's.
+func BenchmarkCPUConfidence(b *testing.B) {
+	n, err := model.NewNet(weights.Random(weights.BundleConfig(), 7))
+	if err != nil {
+		b.Fatal(err)
+	}
+	vol := randomInput(112)
+	opt := model.DefaultWindowOptions()
+	opt.ROI = [3]int{64, 64, 64}
+	nv := vol.Voxels()
+	for _, c := range []struct {
+		name string
+		out  model.WindowOutput
+	}{
+		{"labels", model.WindowOutput{Labels: make([]uint8, nv)}},
+		{"confidence", model.WindowOutput{Labels: make([]uint8, nv), Conf: make([]uint32, nv), Second: make([]uint8, nv)}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := n.SlidingWindowOutput(vol, opt, c.out, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// randomInput is a normal random n³ input.
+func randomInput(n int) *model.Tensor {
+	vol := &model.Tensor{C: 1, D: n, H: n, W: n, Data: make([]float32, n*n*n)}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range vol.Data {
+		vol.Data[i] = float32(r.NormFloat64())
+	}
+	return vol
 }
