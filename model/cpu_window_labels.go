@@ -176,11 +176,14 @@ func confChunk(logits []float32, cs, k, n int, best []float32, labels []uint8, c
 	for v := range n {
 		sum[v], sec[v], second[v] = 0, float32(math.Inf(-1)), 0
 	}
+	labels, second = labels[:n], second[:n]
 	for o := range k {
 		row := logits[o*cs : o*cs+n]
 		for v, l := range row {
-			sum[v] += exp32(l - best[v])
-			if int(labels[v]) != o && l > sec[v] {
+			sum[v] += expNeg(max(l-best[v], -86)) // branch-free: e^-86 adds nothing
+		}
+		for v, l := range row {
+			if l > sec[v] && int(labels[v]) != o {
 				sec[v], second[v] = l, uint8(o)
 			}
 		}
@@ -188,7 +191,7 @@ func confChunk(logits []float32, cs, k, n int, best []float32, labels []uint8, c
 	for v := range n {
 		p2 := float32(0)
 		if k > 1 {
-			p2 = exp32(sec[v]-best[v]) / sum[v]
+			p2 = expNeg(sec[v]-best[v]) / sum[v]
 		}
 		conf[v] = PackConf(float64(1/sum[v]), float64(p2))
 	}

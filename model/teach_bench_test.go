@@ -45,14 +45,7 @@ func benchNet(b *testing.B, f16 bool) (*model.GPUNet, *model.Tensor, *model.Wind
 // (p1, p2, runner-up) computed in the same pass and read back.
 func BenchmarkGPUConfidence(b *testing.B) {
 	g, vol, plan := benchNet(b, true)
-	nv := vol.Voxels()
-	for _, c := range []struct {
-		name string
-		out  model.WindowOutput
-	}{
-		{"labels", model.WindowOutput{Labels: make([]uint8, nv)}},
-		{"confidence", model.WindowOutput{Labels: make([]uint8, nv), Conf: make([]uint32, nv), Second: make([]uint8, nv)}},
-	} {
+	for _, c := range outputs(vol.Voxels()) {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				if err := g.SlidingWindow(vol, plan, c.out, nil); err != nil {
@@ -105,14 +98,7 @@ func BenchmarkCPUConfidence(b *testing.B) {
 	vol := randomInput(112)
 	opt := model.DefaultWindowOptions()
 	opt.ROI = [3]int{64, 64, 64}
-	nv := vol.Voxels()
-	for _, c := range []struct {
-		name string
-		out  model.WindowOutput
-	}{
-		{"labels", model.WindowOutput{Labels: make([]uint8, nv)}},
-		{"confidence", model.WindowOutput{Labels: make([]uint8, nv), Conf: make([]uint32, nv), Second: make([]uint8, nv)}},
-	} {
+	for _, c := range outputs(vol.Voxels()) {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				if err := n.SlidingWindowOutput(vol, opt, c.out, nil); err != nil {
@@ -120,6 +106,20 @@ func BenchmarkCPUConfidence(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// outputs are a run's outputs with labels only and with the confidence too, for nv voxels.
+func outputs(nv int) []struct {
+	name string
+	out  model.WindowOutput
+} {
+	return []struct {
+		name string
+		out  model.WindowOutput
+	}{
+		{"labels", model.WindowOutput{Labels: make([]uint8, nv)}},
+		{"confidence", model.WindowOutput{Labels: make([]uint8, nv), Conf: make([]uint32, nv), Second: make([]uint8, nv)}},
 	}
 }
 

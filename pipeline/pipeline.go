@@ -35,9 +35,10 @@ type Options struct {
 	// NewGPUNet): a caller builds it (pipelines compiled, weights uploaded) while it reads the
 	// CT, instead of after. Segment uses it and leaves releasing it to the caller.
 	Net *model.GPUNet
-	// Confidence also computes, in the same pass as the labels, each voxel's p1 and p2 and
-	// runner-up (Result.P1, P2, Second).
-	Confidence bool
+	// Confidence also computes, in the same pass as the labels, each voxel's p1 (Result.P1);
+	// RunnerUp (with Confidence) its p2 and runner-up too (Result.P2, Second: 2 more bytes per
+	// voxel of the CT, which the page's hesitation view needs and files do not).
+	Confidence, RunnerUp bool
 	// KeepPreLabels keeps the labels on the network's grid too (Result.PreLabels).
 	KeepPreLabels bool
 }

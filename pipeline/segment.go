@@ -29,8 +29,9 @@ type Result struct {
 	Classes int
 	Stages  []Stage // preprocess, GPU setup (when Segment built the network), windows, invert
 	// With Options.Confidence, for every voxel of Labels: the softmax probability of its label
-	// (P1) and of the runner-up (P2) from the blended scores, times 255 and rounded, and the
-	// runner-up's class (Second); mapped back onto the input grid as the labels are.
+	// (P1) from the blended scores, times 255 and rounded, mapped back onto the input grid as
+	// the labels are; with Options.RunnerUp too the runner-up's probability (P2) and class
+	// (Second).
 	P1, P2, Second []uint8
 	// PreLabels is the label map on the network's grid ([D][H][W]) with
 	// Options.KeepPreLabels: what Prepared.Occlude starts from.
@@ -154,20 +155,31 @@ func (p *Prepared) Run(net *model.Net, opt Options) (*Result, error) {
 		return nil, err
 	}
 	if out.Conf != nil {
-		p1, p2 := make([]uint8, len(out.Conf)), make([]uint8, len(out.Conf))
+		// p1 (and for the page p2 and the runner-up) as bytes on the input grid; the network
+		// grid's words go as soon as they are converted
+		p1 := make([]uint8, len(out.Conf))
+		var p2 []uint8
+		if opt.RunnerUp {
+			p2 = make([]uint8, len(out.Conf))
+		}
 		for i, w := range out.Conf {
 			a, b := model.UnpackConf(w)
-			p1[i], p2[i] = uint8(math.Round(float64(a)*255)), uint8(math.Round(float64(b)*255))
+			p1[i] = uint8(math.Round(float64(a) * 255))
+			if p2 != nil {
+				p2[i] = uint8(math.Round(float64(b) * 255))
+			}
 		}
 		out.Conf = nil
 		if res.P1, err = invert(p1); err != nil {
 			return nil, err
 		}
-		if res.P2, err = invert(p2); err != nil {
-			return nil, err
-		}
-		if res.Second, err = invert(out.Second); err != nil {
-			return nil, err
+		if opt.RunnerUp {
+			if res.P2, err = invert(p2); err != nil {
+				return nil, err
+			}
+			if res.Second, err = invert(out.Second); err != nil {
+				return nil, err
+			}
 		}
 	}
 	st.done("invert")

@@ -80,6 +80,21 @@ func claim() (done func(), err error) {
 	}, nil
 }
 
+// claimLoaded claims the worker for a run of the network on the loaded CT and weights.
+func claimLoaded() (done func(), ct *volume.Volume, net *model.Net, err error) {
+	if done, err = claim(); err != nil {
+		return nil, nil, nil, err
+	}
+	state.mu.Lock()
+	ct, net = state.ct, state.net
+	state.mu.Unlock()
+	if ct == nil || net == nil {
+		done()
+		return nil, nil, nil, errors.New("load a CT and the weights first")
+	}
+	return done, ct, net, nil
+}
+
 // loadCT(bytes: Uint8Array, name: string)
 func loadCT(args []js.Value) (any, error) {
 	data, err := bytesArg(args[0], "CT")
@@ -370,23 +385,18 @@ func prepared(ct *volume.Volume, opt pipeline.Options) (*pipeline.Prepared, erro
 // Second) and each structure's mean p1.
 func segment(args []js.Value) (any, error) {
 	jsDev, o := args[0], args[1]
-	done, err := claim()
+	done, ct, net, err := claimLoaded()
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	state.mu.Lock()
-	ct, net := state.ct, state.net
-	state.mu.Unlock()
-	if ct == nil || net == nil {
-		return nil, errors.New("load a CT and the weights first")
-	}
 	opt, takeErr, err := runOptions(jsDev, o)
 	if err != nil {
 		return nil, err
 	}
 	ctx, spacing := opt.GPU, opt.Spacing
 	opt.Confidence = o.Get("confidence").Truthy() && len(ct.Data) <= maxConfidenceVoxels
+	opt.RunnerUp = opt.Confidence
 	opt.KeepPreLabels = true // the Teach view's experiment starts from them (a byte a voxel)
 	tiles := ""
 	if opt.ConvTiles != nil {

@@ -197,17 +197,11 @@ func float32Array(v []float32) js.Value {
 // (a lost device) and GPU errors turned into what the page shows.
 func teachRun(args []js.Value, f func(p *pipeline.Prepared, net *model.Net, opt pipeline.Options, ijk [3]int) (any, error)) (v any, err error) {
 	jsDev, o := args[0], args[1]
-	done, err := claim()
+	done, ct, net, err := claimLoaded()
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	state.mu.Lock()
-	ct, net := state.ct, state.net
-	state.mu.Unlock()
-	if ct == nil || net == nil {
-		return nil, errors.New("load a CT and the weights first")
-	}
 	vx := o.Get("voxel")
 	if vx.Type() != js.TypeObject || vx.Length() != 3 {
 		return nil, errors.New("click a voxel first")

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -237,8 +238,8 @@ func TestArchives(t *testing.T) {
 			if bin.mode.Perm() != 0o755 {
 				t.Errorf("%s has mode %v, want 0755", tg.exe, bin.mode.Perm())
 			}
-			checkBinary(t, tg, bin.data)
-			checkNotices(t, tg, version, string(files["THIRD_PARTY_NOTICES.txt"].data))
+			deps := checkBinary(t, tg, bin.data)
+			checkNotices(t, tg, version, deps, string(files["THIRD_PARTY_NOTICES.txt"].data))
 		})
 	}
 }
@@ -265,8 +266,9 @@ func versionLess(a, b string) bool {
 	return false
 }
 
-// checkBinary holds the binary to its platform and to the release build's flags.
-func checkBinary(t *testing.T, tg target, data []byte) {
+// checkBinary holds the binary to its platform and to the release build's flags, and returns
+// the modules its build info says it links.
+func checkBinary(t *testing.T, tg target, data []byte) []*debug.Module {
 	t.Helper()
 	r := bytes.NewReader(data)
 	switch tg.goos {
@@ -335,29 +337,38 @@ func checkBinary(t *testing.T, tg target, data []byte) {
 	if bi.Path != "ctseg/native/cmd/ctseg" {
 		t.Errorf("main package %s", bi.Path)
 	}
+	return bi.Deps
 }
 
-func checkNotices(t *testing.T, tg target, version, n string) {
+func checkNotices(t *testing.T, tg target, version string, deps []*debug.Module, n string) {
 	t.Helper()
 	head := fmt.Sprintf("Third-party notices for ctseg %s (%s/%s)\n", version, tg.goos, tg.goarch)
 	if !strings.HasPrefix(n, head) {
 		t.Errorf("THIRD_PARTY_NOTICES.txt does not start with %q", head)
 	}
-	// Every module of go.mod that ctseg links, by name and version, then Go's, wgpu-native's
-	// and the embedded data's notices. (The generator itself checks the module list against
-	// the binary and fails on a module without a licence file.)
-	for _, s := range []string{
+	// Every module the binary's build info says it links, by name and version (the two the
+	// product cannot be without named outright), then Go's, wgpu-native's and the embedded
+	// data's notices. (The generator itself checks the module list against the binary and
+	// fails on a module without a licence file.)
+	want := []string{
 		"The Go standard library and runtime go1.",
 		"github.com/cogentcore/webgpu v0.23.0, in ctseg",
 		"github.com/mrjoshuak/go-jpeg2000 v1.5.12, in ctseg",
-		"golang.org/x/sys v0.46.0, in ctseg",
-		"wgpu-native, in ctseg (the static library wgpu/lib/" + tg.goos + "/" + tg.goarch + "/libwgpu_native.a",
+	}
+	for _, d := range deps {
+		if d.Replace != nil {
+			t.Errorf("%s is replaced: a release is built from published modules only", d.Path)
+		}
+		want = append(want, d.Path+" "+d.Version+", in ctseg")
+	}
+	for _, s := range append(want,
+		"wgpu-native, in ctseg (the static library wgpu/lib/"+tg.goos+"/"+tg.goarch+"/libwgpu_native.a",
 		"--- wgpu-native LICENSE.MIT ---",
 		"--- wgpu-native LICENSE.APACHE ---",
 		"Copyright (c) 2021 The gfx-rs developers",
 		"example_ct.nii.gz of TotalSegmentator",
 		"MONAI wholeBody_ct_segmentation bundle",
-	} {
+	) {
 		// Prose is wrapped at 78 columns: compare with whitespace collapsed.
 		if !strings.Contains(strings.Join(strings.Fields(n), " "), s) {
 			t.Errorf("THIRD_PARTY_NOTICES.txt lacks %q", s)
