@@ -50,12 +50,14 @@ test-limits:
 	VK_ICD_FILENAMES=$(CTSEG_VK_ICD) CTSEG_TEST_DEFAULT_LIMITS=1 $(GO) test -count=1 -run 'TestGPUGolden' ./model/
 
 # The arm64 NEON kernels, cross-built with cgo (as the release is) and run under qemu-user:
-# each kernel against the reference, and the small golden model through them.
+# each kernel against the reference, and the small golden model through them; a run in which
+# no NEON test passed (a filter matching nothing) fails.
 test-arm64:
 	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) test -c -o bin/model-arm64.test ./model/
-	cd model && for run in 'TestFast|TestCPUKernel' 'TestForwardGolden/neon/segresnet_small'; do \
-		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 ../bin/model-arm64.test -test.run "$$run" -test.v | grep -E '^ *(--- |ok|PASS|FAIL)'; \
-		test $${PIPESTATUS[0]} = 0 || exit 1; done
+	cd model && for run in 'TestNEONPresent|TestFast|TestCPUKernel' 'TestForwardGolden/neon/segresnet_small'; do \
+		QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 ../bin/model-arm64.test -test.run "$$run" -test.v > ../bin/arm64-run.log 2>&1; rc=$$?; \
+		grep -E '^ *(--- |ok|PASS|FAIL)' ../bin/arm64-run.log; test $$rc = 0 || exit 1; \
+		grep -q -- '--- PASS: .*neon' ../bin/arm64-run.log || { echo "test-arm64: no NEON test ran for $$run"; exit 1; }; done
 
 # Each parser's fuzz target for a few seconds (crashers land in testdata/fuzz and fail later
 # runs). Budgets are execution counts, not durations: Go 1.26's fuzz coordinator can report a

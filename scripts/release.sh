@@ -109,9 +109,15 @@ for t in "${targets[@]}"; do
 done
 (cd "$stage/out" && sha256sum "${archives[@]}" >SHA256SUMS)
 
-rm -rf "$out"
+# Into place by renames beside OUT_DIR (a move from $TMPDIR may be a copy across file systems,
+# which an interruption would leave half done): the old release aside, the new one in, the old
+# one away.
 mkdir -p "$(dirname "$out")"
-mv "$stage/out" "$out"
+near=$(mktemp -d "$(dirname "$out")/.ctseg-release.XXXXXX")
+trap 'rm -rf "$stage" "$near"' EXIT
+mv "$stage/out" "$near/new"
+[ ! -e "$out" ] || mv "$out" "$near/old"
+mv "$near/new" "$out"
 ls -l "$out"
 echo
 echo "Not built: macOS (it needs Apple's SDK, which is not on this machine)."

@@ -5,6 +5,7 @@ package viewer_test
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,7 +31,9 @@ import (
 // gives no adapter, the users the desktop app is for. Through the page it: opens the launch
 // link, finds WebGPU missing and "Run on" set to this computer's GPU, loads the sample CT,
 // segments it natively (progress seen), downloads the labels, which must equal `ctseg segment`'s
-// for the same weights and settings voxel for voxel, and cancels a second run. Then a browser
+// for the same weights and settings voxel for voxel, and the statistics, whose rows (the mean
+// confidence included) must be `ctseg segment --stats`'s, finds the Teach view's p1, p2 and
+// runner-up as a browser run leaves them, and cancels a second run. Then a browser
 // with WebGPU (SwiftShader), opened through a second `ctseg app` (which hands over the running
 // one), segments the 30-slice sample both natively and in the page: the same labels (f32). No
 // request may leave the machine (the recording proxy). The small golden model stands in for
@@ -57,7 +60,7 @@ func TestDesktopAppEndToEnd(t *testing.T) {
 	bin := buildApp(t, root)
 	app := startDesktopApp(t, bin, runtimeDir, wdir)
 	t.Logf("ctseg app started at %s (built in %s)", app.port, time.Since(start).Round(time.Second))
-	wantSample := segmentRef(t, bin, sample, weightsFile)
+	wantSample, wantStats := segmentRefStats(t, bin, sample, weightsFile)
 
 	proxy := startRecordingProxy(t, "http://127.0.0.1:"+app.port+"/")
 	ctx, _, logs := startBrowserWith(t, chromium, proxy.addr, false)
@@ -86,7 +89,11 @@ func TestDesktopAppEndToEnd(t *testing.T) {
 	got := readLabels(t, waitFile(t, filepath.Join(downloads, "example_ct_labels.nii.gz")))
 	requireSameLabels(t, "native run of the sample vs ctseg segment", wantSample, got)
 	p.do("downloading the statistics", time.Minute, chromedp.Click(chromedp.CSS("#dlStats")))
-	waitFile(t, filepath.Join(downloads, "example_ct_statistics.csv"))
+	requireSameStats(t, wantStats, waitFile(t, filepath.Join(downloads, "example_ct_statistics.csv")))
+	// the Teach view's confidence, as a browser run leaves it: p1, p2 and the runner-up per voxel
+	require.Equal(t, fmt.Sprint(len(got)), p.eval(`(() => { const r = ctsegTest.result();
+		return String(r.p1 && r.p2 && r.second && r.p1.length === r.p2.length && r.p2.length === r.second.length ? r.p1.length : -1); })()`),
+		"the native run's p1, p2 and runner-up in the page")
 	structures := p.eval(`String(document.querySelectorAll('#legendList li[data-label]').length)`)
 	require.NotEqual(t, "0", structures, "the legend lists the structures")
 	t.Logf("native run of the sample: %s; %s structures; labels equal ctseg segment's", p.text("#progressText"), structures)
@@ -214,11 +221,53 @@ func startDesktopApp(t *testing.T, bin, runtimeDir, wdir string) *desktopApp {
 	return a
 }
 
-// segmentRef is `ctseg segment` of ct with the settings of the app's runs.
-func segmentRef(t *testing.T, bin, ct, weightsFile string) []uint8 {
+// segmentRefStats is `ctseg segment --output --stats` of ct with the settings of the app's
+// runs (referenceLabels'): the labels and the path of the statistics CSV.
+func segmentRefStats(t *testing.T, bin, ct, weightsFile string) ([]uint8, string) {
 	t.Helper()
-	l, _ := referenceLabels(t, bin, ct, weightsFile)
-	return l
+	dir := t.TempDir()
+	out, stats := filepath.Join(dir, "ref.nii.gz"), filepath.Join(dir, "ref.csv")
+	cmd := exec.Command(bin, "segment", "--input", ct, "--weights", weightsFile, "--output", out, "--stats", stats,
+		"--spacing", "3", "--device", "gpu", "--precision", "f32", "--roi", fmt.Sprint(e2eROI))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ctseg segment: %v\n%s", err, b)
+	}
+	return readLabels(t, out), stats
+}
+
+// requireSameStats compares the page's statistics CSV with `ctseg segment --stats`'s: the same
+// columns (mean_confidence among them) and, row for row, the same values; a row the page has
+// beyond them (its table names every class) is an empty structure.
+func requireSameStats(t *testing.T, wantPath, gotPath string) {
+	t.Helper()
+	read := func(p string) [][]string {
+		f, err := os.Open(p)
+		require.NoError(t, err)
+		defer f.Close()
+		rows, err := csv.NewReader(f).ReadAll()
+		require.NoError(t, err, p)
+		require.NotEmpty(t, rows, p)
+		return rows
+	}
+	want, got := read(wantPath), read(gotPath)
+	require.Equal(t, want[0], got[0], "the statistics' columns")
+	require.Contains(t, got[0], volume.ConfidenceColumn)
+	byLabel := map[string][]string{}
+	for _, r := range got[1:] {
+		byLabel[r[0]] = r
+	}
+	confident := 0
+	for _, r := range want[1:] {
+		require.Equal(t, r, byLabel[r[0]], "label %s", r[0])
+		delete(byLabel, r[0])
+		if r[len(r)-1] != "" {
+			confident++
+		}
+	}
+	require.NotZero(t, confident, "no structure with a mean confidence")
+	for l, r := range byLabel {
+		require.Equal(t, "0", r[2], "label %s: only in the page's statistics", l)
+	}
 }
 
 func readLabels(t *testing.T, path string) []uint8 {

@@ -425,7 +425,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	build, err := chromedp.Run(ctx, chromedp.Evaluate[string](`self.CTSEG_BUILD`))
 	require.NoError(t, err)
-	require.Equal(t, []string{"ctseg-" + build}, keys, "the service worker's cache under ctseg serve")
+	require.Equal(t, []string{"ctseg / " + build}, keys, "the service worker's cache under ctseg serve")
 
 	t.Run("nothing leaves the machine", func(t *testing.T) {
 		// Every request of the browser went through the test's proxy. Those for the app's

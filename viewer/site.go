@@ -89,6 +89,9 @@ func WriteSite(dir string, opt SiteOptions) ([]SiteFileInfo, error) {
 		if !opt.Replace {
 			return nil, fmt.Errorf("%s exists: give --force to replace it", dir)
 		}
+		if err := checkOldSite(dir); err != nil {
+			return nil, err
+		}
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -172,6 +175,31 @@ func WriteSite(dir string, opt SiteOptions) ([]SiteFileInfo, error) {
 	}
 	done = true
 	return out, nil
+}
+
+// checkOldSite refuses to replace a folder that holds anything a site does not write (a
+// mistyped --out must not delete a user's files): its top-level names must all be the app's
+// files, build.js, weights, api or their .gz/.br copies. An empty folder passes.
+func checkOldSite(dir string) error {
+	ours := map[string]bool{buildScript: true, "weights": true, "api": true}
+	top, err := fs.ReadDir(Assets(), ".")
+	if err != nil {
+		return err
+	}
+	for _, e := range top {
+		ours[e.Name()] = true
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		name := strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".gz"), ".br")
+		if !ours[name] || strings.HasSuffix(name, ".md") {
+			return fmt.Errorf("%s holds %s, which ctseg site did not write: it replaces only a site it made (remove the folder or choose another)", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 // swap moves the new site into place: the old one (if any) aside first, then the new one in,

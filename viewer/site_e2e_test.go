@@ -95,14 +95,44 @@ func TestStaticSiteOffline(t *testing.T) {
 	p.waitState("reading the sample offline", time.Minute, "ready")
 	segment("offline")
 
-	// A second build deployed in place, the network back: the page switches to it whole.
+	// Another deployment's cache on the same origin (another sub-path): the switch below
+	// must leave it alone.
+	const foreign = "ctseg /ctseg-dev/ another-build"
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`caches.open(%q).then(() => true)`, foreign), chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+
+	// A second build deployed in place, the network back, but one of its files not yet (a
+	// deployment half landed): the new worker's install fails on the file's SHA-256 and the
+	// old build stays, whole.
 	build2 := writeSite(t, bin2, site)
 	require.NotEqual(t, build1, build2)
+	css := filepath.Join(site, "style.css")
+	cssBytes, err := os.ReadFile(css)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(css, append(append([]byte(nil), cssBytes...), "/* another build's */\n"...), 0o644))
 	startStaticServer(t, python, hostRoot, port)
 	setOffline(t, ctx, false)
+	state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.serviceWorker.getRegistration().then((r) => r.update().then(() => new Promise((res) => {
+		const w = r.installing;
+		if (!w) return res('no new worker');
+		const seen = () => { if (['redundant', 'installed', 'activated'].includes(w.state)) res(w.state); };
+		w.addEventListener('statechange', seen);
+		seen();
+	})))`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.Equal(t, "redundant", state, "the new build's worker with a file not of its build")
+	keys, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`caches.keys()`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"ctseg /ctseg/ " + build1, foreign}, keys, "caches after the failed install")
+
+	// The deployment complete: the page switches to the new build whole.
+	require.NoError(t, os.WriteFile(css, cssBytes, 0o644))
 	p.do("reloading after the new deployment", time.Minute, chromedp.Navigate(page))
 	p.waitCache("the page switching to the new build, whose cache replaces the old", build2)
 	require.Contains(t, p.text("#buildInfo"), "e2e-second-build")
+	keys, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](`caches.keys()`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.Contains(t, keys, foreign, "another deployment's cache on the same origin")
 
 	_, other := proxy.seen()
 	var left []string
@@ -128,14 +158,14 @@ func setOffline(t *testing.T, ctx context.Context, offline bool) {
 	require.NoError(t, err)
 }
 
-// waitCache waits until the page's origin holds exactly one ctseg cache, the build's, and the
-// page shows that build. It asks again and again from Go, as the page may reload itself
+// waitCache waits until the page's origin holds exactly one ctseg cache of the site's scope
+// (/ctseg/), the build's, and the page shows that build. It asks again and again from Go, as the page may reload itself
 // (switching to a new build) between two questions.
 func (p *pageDriver) waitCache(what, build string) {
 	p.t.Helper()
 	check := fmt.Sprintf(`caches.keys().then((k) => {
-		const c = k.filter((n) => n.startsWith('ctseg-'));
-		return c.length === 1 && c[0] === 'ctseg-' + %q && document.getElementById('buildInfo').textContent.includes(%q) && ['idle', 'ready'].includes(document.body.dataset.state);
+		const c = k.filter((n) => n.startsWith('ctseg /ctseg/ '));
+		return c.length === 1 && c[0] === 'ctseg /ctseg/ ' + %q && document.getElementById('buildInfo').textContent.includes(%q) && ['idle', 'ready'].includes(document.body.dataset.state);
 	})`, build, build)
 	deadline := time.Now().Add(3 * time.Minute)
 	for {

@@ -4,6 +4,8 @@ package viewer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -99,10 +101,28 @@ func TestWriteSite(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "build.js")); err != nil || !bytes.Equal(b, js) {
 		t.Errorf("build.js: not the served one (%v)", err)
 	}
-	for _, f := range info.Files { // what the service worker caches must exist
-		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f))); err != nil {
+	// What the service worker caches must exist, with the SHA-256 build.js gives it (the
+	// worker refuses a file with another).
+	m := regexp.MustCompile(`(?m)^self\.CTSEG_SHA256 = (\{.*\});$`).FindSubmatch(js)
+	var sums map[string]string
+	if m == nil || json.Unmarshal(m[1], &sums) != nil {
+		t.Fatalf("build.js has no CTSEG_SHA256 map:\n%s", js)
+	}
+	for _, f := range info.Files {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
 			t.Errorf("the build lists %s, which the site lacks", f)
+			continue
 		}
+		if f == buildScript {
+			continue
+		}
+		if sum := sha256.Sum256(b); sums[f] != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: build.js gives SHA-256 %q, the file has %x", f, sums[f], sum)
+		}
+	}
+	if len(sums) != len(info.Files)-1 {
+		t.Errorf("build.js gives %d checksums for %d files besides itself", len(sums), len(info.Files)-1)
 	}
 	var list []WeightFile
 	b, err := os.ReadFile(filepath.Join(dir, "api", "weights"))
@@ -167,5 +187,27 @@ func TestWriteSite(t *testing.T) {
 	sort.Strings(names)
 	if len(names) != 1 || names[0] != "site" {
 		t.Errorf("left beside the site: %v", names)
+	}
+
+	// A folder with anything a site does not write is never replaced, even with replace
+	// (a mistyped --out); an empty one is.
+	precious := filepath.Join(parent, "precious")
+	if err := os.MkdirAll(precious, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(precious, "thesis.txt"), []byte("years"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteSite(precious, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), "thesis.txt, which ctseg site did not write") {
+		t.Errorf("a folder of other files replaced: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(precious, "thesis.txt")); err != nil || string(b) != "years" {
+		t.Errorf("the user's file was touched: %q %v", b, err)
+	}
+	if err := os.Remove(filepath.Join(precious, "thesis.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteSite(precious, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err != nil {
+		t.Errorf("an empty folder: %v", err)
 	}
 }

@@ -461,10 +461,13 @@ func statsList(st []volume.StructureStats) []any {
 	return list
 }
 
-// loadLabels(bytes: Uint8Array, name: string, spacing?: number) takes a label map made
-// earlier for the loaded CT (by `ctseg segment`, downloaded from this page, or a native run of
-// `ctseg app`, which gives its model spacing): it is shown, measured and downloadable as a
-// run's result would be, without running the network again.
+// loadLabels(bytes: Uint8Array, name: string, spacing?: number, p1?: Uint8Array) takes a label
+// map made earlier for the loaded CT (by `ctseg segment`, downloaded from this page, or a native
+// run of `ctseg app`, which gives its model spacing and its p1): it is shown, measured and
+// downloadable as a run's result would be, without running the network again. With p1 (the
+// native run's p1.u8: one byte a voxel, in the label map's voxel order) and a CT within the
+// bound a browser run keeps the confidence for, the statistics carry each structure's mean p1
+// and the result has p1, as segment's has.
 func loadLabels(args []js.Value) (any, error) {
 	done, err := claim()
 	if err != nil {
@@ -496,11 +499,24 @@ func loadLabels(args []js.Value) (any, error) {
 	if len(args) > 2 && args[2].Type() == js.TypeNumber {
 		spacing = args[2].Float()
 	}
+	var p1 []byte
+	if len(args) > 3 && args[3].Truthy() && len(ct.Data) <= maxConfidenceVoxels {
+		if p1, err = bytesArg(args[3], "p1"); err != nil {
+			return nil, err
+		}
+		if err := volume.AddConfidence(st, lab, p1); err != nil {
+			return nil, &userError{"NotLabels", fmt.Sprintf("the confidence of %s: %v", name, err)}
+		}
+	}
 	state.mu.Lock()
 	state.result = &pipeline.Result{Labels: lab, Dims: ct.Dims, Affine: ct.Affine, Classes: labels.Count, Spacing: spacing}
 	state.stats = st
 	state.mu.Unlock()
-	return map[string]any{"labels": uint8Array(lab), "stats": statsList(st)}, nil
+	out := map[string]any{"labels": uint8Array(lab), "stats": statsList(st)}
+	if p1 != nil {
+		out["p1"] = uint8Array(p1)
+	}
+	return out, nil
 }
 
 // tune(device, {limits, adapter, software, takeError, precision, roi, tiles, repeat, phase})

@@ -7,8 +7,8 @@
 //	loadCT(bytes, name)        -> Promise<{dims, spacing, affine, hu: Int16Array, ...}>
 //	loadSeries(files, names, name) -> the same, for the files of a DICOM series
 //	loadWeights(bytes, name)   -> Promise<{config, filters, classes, params, spacing}>
-//	loadLabels(bytes, name)    -> Promise<{labels: Uint8Array, stats}> (a label map of the CT,
-//	                              made earlier)
+//	loadLabels(bytes, name, spacing?, p1?) -> Promise<{labels: Uint8Array, stats, p1?}> (a label
+//	                              map of the CT made earlier, or by a native run with its p1)
 //	segment(device, options)   -> Promise<{labels: Uint8Array, stats, windows, seconds}>
 //	                              (options.cancelled() is polled between windows)
 //	tune(device, options)      -> Promise<{tiles, defaultSeconds, tunedSeconds, method}>

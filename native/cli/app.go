@@ -38,7 +38,7 @@ func runApp(env *Env, args []string) error {
 	precision := fs.String("precision", "f16", "GPU storage of native runs the page does not choose: f16 (as the bundle) or f32")
 	wdir := fs.String("weights-dir", "", "directory of weight files: the page may load them, and native runs use model.pt (1.5 mm) and model_lowres.pt (3 mm) from it (default: the weights cache, see ctseg weights)")
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on: 127.0.0.1 and a port (0: a free one)")
-	maxMB := fs.Int64("max-upload-mb", desktop.DefaultMaxUpload>>20, "largest CT a native run takes, in MiB")
+	maxMB := fs.Int64("max-upload-mb", desktop.DefaultMaxUpload>>20, fmt.Sprintf("largest CT a native run takes, in MiB (1 to %d)", maxUploadMB))
 	verbose := fs.Bool("verbose", false, "print the adapter and each native run (never a patient's data)")
 	roi := fs.Int("roi", 96, "sliding-window size of native runs (the bundle's 96; smaller only for tests)")
 	if err := parse(fs, args, 0); err != nil {
@@ -51,8 +51,8 @@ func runApp(env *Env, args []string) error {
 	if *roi <= 0 || *roi%8 != 0 {
 		return fmt.Errorf("--roi %d: must be a positive multiple of 8", *roi)
 	}
-	if *maxMB <= 0 {
-		return fmt.Errorf("--max-upload-mb %d: must be positive", *maxMB)
+	if *maxMB < 1 || *maxMB > maxUploadMB {
+		return fmt.Errorf("--max-upload-mb %d: must be 1 to %d (MiB)", *maxMB, maxUploadMB)
 	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -70,7 +70,8 @@ func runApp(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Ctrl-C and SIGTERM stop the app cleanly from here on (the runtime file is removed).
+	// Ctrl-C and SIGTERM stop the app cleanly from here on (the runtime file is removed), also
+	// while it waits for a running app to hand over or for the GPU to open.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -81,7 +82,13 @@ func runApp(env *Env, args []string) error {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	me := desktop.Instance{PID: os.Getpid(), Port: port, Secret: desktop.NewSecret()}
-	release, other, token, err := desktop.Claim(dir, me)
+	release, other, token, err := desktop.Claim(ctx, dir, me)
+	if ctx.Err() != nil {
+		if err == nil {
+			release()
+		}
+		return errInterrupted
+	}
 	if errors.Is(err, desktop.ErrRunning) {
 		ln.Close()
 		if setFlags(fs, "no-open") != "" {
@@ -93,22 +100,30 @@ func runApp(env *Env, args []string) error {
 		return err
 	}
 	defer release()
+	defer desktop.RemoveLaunchFiles(dir) // every launch file in the folder points to this app
 
 	wopt := model.DefaultWindowOptions()
 	wopt.ROI = [3]int{*roi, *roi, *roi}
 	runner := &appRunner{env: env, weightsDir: *wdir, window: wopt, verbose: *verbose, defaultF16: f16, nets: map[string]*model.Net{}}
-	useGPU, err := chooseDevice(env, *device, *verbose)
+	// probing and opening the GPU may take seconds (driver start-up): Ctrl-C ends them
+	useGPU, err := interruptibly(ctx, func() (bool, error) { return chooseDevice(env, *device, *verbose) })
 	if err != nil {
 		return err
 	}
 	if useGPU {
-		if runner.ctx, err = openGPU(env, *verbose); err != nil {
+		if runner.ctx, err = interruptibly(ctx, func() (*gpu.Context, error) { return openGPU(env, *verbose) }); errors.Is(err, errInterrupted) {
+			return err
+		} else if err != nil {
 			return fmt.Errorf("%w (ctseg app --device cpu computes on the processor instead)", err)
 		}
 	}
-	srv := desktop.New(desktop.Options{Port: port, Instance: me.Secret, MaxUpload: *maxMB << 20, Runner: runner})
-	defer srv.Close()
-	defer runner.release()
+	srv := desktop.New(desktop.Options{Port: port, Instance: me.Secret, MaxUpload: *maxMB << 20, Runner: runner, RuntimeDir: dir})
+	// However the app ends, the running job is stopped (after its current window) before the
+	// GPU network it uses is released: release waits for the run.
+	defer func() {
+		srv.Close()
+		runner.release()
+	}()
 	vopt := viewer.Options{WeightsDir: *wdir, LoopbackOnly: true}
 	if *wdir == "" {
 		vopt.Cached = cachedWeights(env, "app")
@@ -142,6 +157,35 @@ func runApp(env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stderr, "ctseg app: stopped")
 	return nil
+}
+
+// maxUploadMB bounds --max-upload-mb: 64 GiB, far above any CT, and far below overflowing
+// bytes in an int64.
+const maxUploadMB = 64 << 10
+
+// errInterrupted ends an app stopped by Ctrl-C or SIGTERM before it served.
+var errInterrupted = errors.New("interrupted while starting")
+
+// interruptibly runs f (which cannot be cancelled, e.g. opening the GPU) and returns its
+// result, or errInterrupted as soon as ctx ends: the process is about to exit, and f's
+// goroutine with it.
+func interruptibly[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, errInterrupted
+	}
 }
 
 // openRunning opens the user's running app (another `ctseg app`) with the launch token it
@@ -263,7 +307,8 @@ func (a *appRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progre
 		return nil, err
 	}
 	// the confidence, as `ctseg segment --stats` computes it: the statistics carry its mean
-	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled, Confidence: true}
+	// and, for the page's Teach view, p2 and the runner-up: what a browser run gives it
+	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled, Confidence: true, RunnerUp: true}
 	if a.ctx != nil {
 		opt.GPU = a.ctx
 		opt.ConvTiles = tunedTiles(a.env, a.ctx, f16, a.window.ROI, a.verbose)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cogentcore/webgpu/wgpu"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -37,6 +38,8 @@ func init() {
 
 // Exit statuses of batch, which job engines act on (sysexits.h's EX_USAGE and EX_TEMPFAIL):
 // a Kubernetes pod failure policy fails the index on exitCaseFailed and retries exitStopped.
+// Any other error exits 1, the machine's trouble, which job engines retry: no GPU, the GPU failed
+// mid-case (deviceFailure), a full disk, a manifest or weights the file system failed to read.
 const (
 	exitCaseFailed = 2  // every case ran; some failed on their data
 	exitUsage      = 64 // nothing ran: the command line, the manifest or the weights are wrong
@@ -49,6 +52,32 @@ const (
 const batchGrace = 20 * time.Second
 
 func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// setupError is an error reading the manifest or the weights before anything runs: a usage
+// error (exit 64, which fails a Kubernetes Job outright) when what was given is wrong (no such
+// file, no permission, a folder, a manifest or weights that do not parse), but the machine's
+// (exit 1, which job engines retry) when the file system failed to read it (EIO, a stale NFS
+// handle, ...): running again may well work.
+func setupError(err error) error {
+	if ioTrouble(err) {
+		return err
+	}
+	return usageError(err)
+}
+
+// ioTrouble reports whether err is the file system's failure rather than a wrong path: a system
+// error other than those that say the path given is not (or cannot be) what was asked for.
+func ioTrouble(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.ENOENT, syscall.ENOTDIR, syscall.EISDIR, syscall.EACCES, syscall.EPERM, syscall.ENAMETOOLONG, syscall.ELOOP:
+		return false
+	}
+	return true
+}
 
 func runBatch(env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "summarize" {
@@ -78,6 +107,14 @@ func runBatch(env *Env, args []string) error {
 	if err := required(fs, "manifest", "out"); err != nil {
 		return usageError(err)
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["shard"] && *shard < 0 {
+		return usageError(fmt.Errorf("--shard %d: a shard is numbered 0 to N-1 (--shard I --shards N runs cases I, I+N, I+2N, ...)", *shard))
+	}
+	if given["shards"] && *shards <= 0 {
+		return usageError(fmt.Errorf("--shards %d: the number of shards must be 1 or more", *shards))
+	}
 	if *spacing != 1.5 && *spacing != 3 {
 		return usageError(fmt.Errorf("--spacing %v: the bundle's models use 1.5 or 3", *spacing))
 	}
@@ -106,19 +143,19 @@ func runBatch(env *Env, args []string) error {
 	defer stop.close()
 	m, err := readManifest(*manifest)
 	if err != nil {
-		return usageError(err)
+		return setupError(err)
 	}
 	wfile, err := resolveWeights(*wpath, *spacing, *precision)
 	if err != nil {
-		return usageError(err)
+		return setupError(err)
 	}
 	wsum, err := cohort.FileSHA256(wfile)
 	if err != nil {
-		return usageError(fmt.Errorf("weights: %w", err))
+		return setupError(fmt.Errorf("weights: %w", err))
 	}
 	net, err := loadNet(wfile)
 	if err != nil {
-		return usageError(err)
+		return setupError(err)
 	}
 	if net.Cfg.OutChannels > labels.Count {
 		return usageError(fmt.Errorf("weights %s have %d classes; the label map has %d", wfile, net.Cfg.OutChannels, labels.Count))
@@ -375,6 +412,12 @@ func (b *batchRun) run(pending []cohort.Case, useGPU bool, adapter string, verbo
 		rec, err := b.runCase(p, n-1)
 		if err != nil {
 			b.bar.finish()
+			fmt.Fprintf(b.env.Stderr, "%d ok, %d failed, %d not run, in %.1f s\n", ok, failed, len(pending)-ok-failed, time.Since(start).Seconds())
+			var df *deviceFailure
+			if errors.As(err, &df) {
+				// exit 1: a job engine retries it (elsewhere where it can); the case is not done
+				return fmt.Errorf("case %s failed on the device, not on its data: %w; it is not marked done and the batch stops: run it again (on a working GPU) to go on", p.c.ID, df)
+			}
 			return fmt.Errorf("case %s: %w (the batch stops: every next case would fail the same way)", p.c.ID, err)
 		}
 		switch {
@@ -465,11 +508,14 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 		b.bar.window(k, d, t)
 	}
 	opt.Cancelled = func() bool { return b.stop.dropCase(runStart, done, total) }
-	res, err := runPrepared(p.prep, b.net, opt)
+	res, err := runPrepared(p.c.ID, p.prep, b.net, opt)
 	if errors.Is(err, pipeline.ErrCancelled) {
 		return nil, nil
 	}
 	if err != nil {
+		if df := asDeviceFailure(err, opt.GPU != nil); df != nil {
+			return nil, df // nothing written: the case stays as it was, not done
+		}
 		return rec, b.finishFailed(p, rec, err)
 	}
 	for _, s := range res.Stages[1:] { // [0] is the preprocessing, timed already
@@ -535,14 +581,72 @@ func fileSystemTrouble(err error) bool {
 	return errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &errno)
 }
 
-// runPrepared runs the network on a prepared case; a bug in it fails the case, not the cohort.
-func runPrepared(p *pipeline.Prepared, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
+// runFault, set by tests only (SetRunFault), fails the network's run of a case: with the error
+// it returns, or by panicking.
+var runFault func(caseID string) error
+
+// runPrepared runs the network on a prepared case. A panic in it (a bug, or the GPU binding's
+// own panic) is a deviceFailure: the batch stops rather than mark the case failed on its data.
+func runPrepared(id string, p *pipeline.Prepared, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
+			res, err = nil, &deviceFailure{fmt.Errorf("internal error while the network ran: %v", r)}
 		}
 	}()
+	if runFault != nil {
+		if err := runFault(id); err != nil {
+			return nil, err
+		}
+	}
 	return p.Run(net, opt)
+}
+
+// deviceFailure is a case whose network run failed through the machine, not through its data:
+// the GPU lost or out of memory, a buffer that could not be mapped, an operation the WebGPU
+// implementation refused, a panic. Every next case would likely fail alike, and the same case
+// may well succeed on a working device: the batch stops with exit 1 (which a Kubernetes Job
+// retries) and leaves the case not done, so that the next run does it again, rather than mark
+// it failed on its data (exit 2, which fails the index and lists the case in rerun.csv as if its
+// CT were at fault).
+type deviceFailure struct{ err error }
+
+func (e *deviceFailure) Error() string { return e.err.Error() }
+func (e *deviceFailure) Unwrap() error { return e.err }
+
+// gpuFailureMarks are what the GPU's failures say, lowercased, whichever layer reports them:
+// wgpu-native ("Parent device is lost", "Not enough memory left"), the binding
+// ("wgpu.(*Device).CreateBuffer(): ...", an Error's "Validation : ..."), Vulkan
+// (ERROR_DEVICE_LOST, ERROR_OUT_OF_DEVICE_MEMORY) and package gpu ("the buffer could not be
+// mapped", "out of host memory for a callback").
+var gpuFailureMarks = []string{
+	"wgpu", "device lost", "device is lost", "devicelost", "device_lost", "lost device",
+	"out of memory", "outofmemory", "out of device memory", "out_of_device_memory", "out of host memory", "out_of_host_memory", "not enough memory",
+	"could not be mapped", "cannot be mapped",
+}
+
+// asDeviceFailure returns err as a deviceFailure when the device failed it, nil when the case's
+// data did: errors of reading, preprocessing and planning (a CT too large for the device's
+// limits fails alike on every run) stay the case's. Only a run on the GPU can fail through the
+// device by error; on the CPU only a panic does.
+func asDeviceFailure(err error, onGPU bool) *deviceFailure {
+	var df *deviceFailure
+	if errors.As(err, &df) {
+		return df
+	}
+	if !onGPU {
+		return nil
+	}
+	var we *wgpu.Error
+	if errors.As(err, &we) {
+		return &deviceFailure{err}
+	}
+	msg := strings.ToLower(err.Error())
+	for _, m := range gpuFailureMarks {
+		if strings.Contains(msg, m) {
+			return &deviceFailure{err}
+		}
+	}
+	return nil
 }
 
 // finishFailed records a case that failed on its data.

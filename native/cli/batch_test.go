@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"ctseg/cohort"
 	"ctseg/internal/cohorttest"
 	"ctseg/internal/dicomtest"
+	"ctseg/native/cli"
 	"ctseg/volume"
 )
 
@@ -253,6 +256,12 @@ func TestBatchUsage(t *testing.T) {
 		{"shard out of range", "", []string{"batch", "--manifest", good, "--out", out, "--shards", "3", "--shard", "3"}, "shard 3 (--shard) of 3: want 0 to 2"},
 		{"shard without shards", "", []string{"batch", "--manifest", good, "--out", out, "--shard", "1"}, "--shard 1 needs --shards N"},
 		{"shards without shard", "", []string{"batch", "--manifest", good, "--out", out, "--shards", "2"}, "without --shard I"},
+		{"negative shard", "", []string{"batch", "--manifest", good, "--out", out, "--shards", "2", "--shard", "-2"}, "--shard -2: a shard is numbered 0 to N-1"},
+		{"negative shard without shards", "", []string{"batch", "--manifest", good, "--out", out, "--shard", "-1"}, "--shard -1: a shard is numbered 0 to N-1"},
+		{"negative shard in an array task", "SLURM_ARRAY_TASK_ID=1", []string{"batch", "--manifest", good, "--out", out, "--shards", "2", "--shard", "-2"}, "--shard -2: a shard is numbered 0 to N-1"},
+		{"zero shards", "", []string{"batch", "--manifest", good, "--out", out, "--shards", "0"}, "--shards 0: the number of shards must be 1 or more"},
+		{"zero shards in an array task", "SLURM_ARRAY_TASK_ID=0", []string{"batch", "--manifest", good, "--out", out, "--shards", "0"}, "--shards 0: the number of shards must be 1 or more"},
+		{"manifest is a folder", "", []string{"batch", "--manifest", d, "--out", out}, "is a directory"},
 		{"array task without shards", "SLURM_ARRAY_TASK_ID=1", []string{"batch", "--manifest", good, "--out", out}, "$SLURM_ARRAY_TASK_ID is set (a task of an array job) but --shards is not"},
 		{"index past shards", "JOB_COMPLETION_INDEX=5", []string{"batch", "--manifest", good, "--out", out, "--shards", "5"}, "shard 5 ($JOB_COMPLETION_INDEX) of 5"},
 		{"bad index", "SLURM_ARRAY_TASK_ID=x", []string{"batch", "--manifest", good, "--out", out, "--shards", "5"}, `$SLURM_ARRAY_TASK_ID="x" is not a shard number`},
@@ -289,6 +298,100 @@ func TestBatchUsage(t *testing.T) {
 	r = ctseg(t, "batch", "--manifest", good, "--out", out, "--weights", smallModel(t), "--adapter", "7")
 	assert.Equal(t, 1, r.code, r.stderr)
 	assert.Contains(t, r.stderr, `adapter "7": no such adapter (0: llvmpipe`)
+}
+
+// TestBatchUnreadable: a manifest or weights that the file system fails to read (EIO:
+// /proc/self/mem at offset 0) are the machine's trouble, exit 1 (retried), not a usage error
+// (64, which fails a whole Kubernetes Job).
+func TestBatchUnreadable(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("EIO from /proc/self/mem is Linux's")
+	}
+	d := t.TempDir()
+	good := writeFile(t, filepath.Join(d, "m.csv"), []byte("case_id,input\na,a.nii\n"))
+	out := filepath.Join(d, "out")
+	for _, args := range [][]string{
+		{"batch", "--manifest", "/proc/self/mem", "--out", out, "--weights", smallModel(t)},
+		{"batch", "--manifest", good, "--out", out, "--weights", "/proc/self/mem"},
+	} {
+		r := ctseg(t, args...)
+		assert.Equal(t, 1, r.code, "%v: %s", args, r.stderr)
+		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+		assert.Contains(t, r.stderr, "input/output error")
+	}
+	assert.False(t, exists(out))
+}
+
+// TestBatchDeviceFailure: a case whose run fails through the GPU (lost, out of memory, a
+// readback that cannot be mapped) or panics is not the data's fault: the batch stops at once
+// with exit 1 (a job engine retries it), nothing of the case is kept and it is not marked done
+// or failed, so the next run does it. An error of the case's own (a grid over the device's
+// limits) still fails the case alone (exit 2).
+func TestBatchDeviceFailure(t *testing.T) {
+	d := t.TempDir()
+	manifest := cohorttest.Write(t, d, smallCohort[:3])
+	out := filepath.Join(d, "out")
+	record := func(id string) string { return filepath.Join(out, cohort.CasesDir, id, cohort.RecordName) }
+	faults := []struct {
+		name string
+		err  error // nil: a panic
+	}{
+		{"device lost", fmt.Errorf("gpu: upload: %w", errors.New("wgpu.(*Queue).WriteBuffer(): Parent device is lost"))},
+		{"out of memory", fmt.Errorf("gpu: creating buffer logits (4194304 bytes): %w", errors.New("wgpu.(*Device).CreateBuffer(): Not enough memory left"))},
+		{"buffer not mapped", errors.New("gpu: readback failed: the buffer could not be mapped")},
+		{"panic", nil},
+	}
+	for i, f := range faults {
+		restore := cli.SetRunFault(func(id string) error {
+			if id != "c2" {
+				return nil
+			}
+			if f.err == nil {
+				panic("boom")
+			}
+			return f.err
+		})
+		r := ctseg(t, batchArgs(t, manifest, out)...)
+		restore()
+		require.Equal(t, 1, r.code, "%s: the device's failure stops the batch with exit 1:\n%s", f.name, r.stderr)
+		if i == 0 {
+			assert.Contains(t, r.stderr, "[1/3] c1: ok")
+			assert.Contains(t, r.stderr, "1 ok, 0 failed, 2 not run")
+		} else {
+			assert.Contains(t, r.stderr, "1 already done, 2 to run", "%s: c1 stays done", f.name)
+			assert.Contains(t, r.stderr, "0 ok, 0 failed, 2 not run", f.name)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		assert.Regexp(t, `^ctseg batch: case c2 failed on the device, not on its data: .*it is not marked done and the batch stops`, lines[len(lines)-1], f.name)
+		assert.NotContains(t, r.stderr, "c3:", "%s: no case after the device failed", f.name)
+		assert.False(t, exists(record("c2")), "%s: the case is not recorded (as failed or otherwise)", f.name)
+		assert.False(t, exists(record("c3")), f.name)
+	}
+	mustRun(t, "batch", "summarize", "--out", out)
+	status := readCSV(t, filepath.Join(out, cohort.StatusName))
+	assert.Equal(t, []string{"c2", "missing"}, status[2][:2])
+	assert.Equal(t, []string{"c3", "missing"}, status[3][:2])
+
+	// the case's own error: it fails alone, the batch goes on
+	restore := cli.SetRunFault(func(id string) error {
+		if id == "c2" {
+			return errors.New("gpu: one slice of 600x600 voxels needs 268435456 bytes of accumulator, over this device's binding limit 134217728")
+		}
+		return nil
+	})
+	r := ctseg(t, batchArgs(t, manifest, out)...)
+	restore()
+	require.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "1 already done, 2 to run")
+	assert.Contains(t, r.stderr, "[1/2] c2: failed: gpu: one slice")
+	assert.Contains(t, r.stderr, "[2/2] c3: ok")
+	assert.Equal(t, cohort.StatusFailed, readRecord(t, out, "c2").Status)
+
+	// the next run does what is not done
+	r = mustRun(t, batchArgs(t, manifest, out)...)
+	assert.Contains(t, r.stderr, "2 already done, 1 to run")
+	assert.Len(t, checkComplete(t, manifest, out), 3)
+	noTemporaries(t, out)
 }
 
 func TestAdapters(t *testing.T) {

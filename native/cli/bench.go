@@ -57,7 +57,7 @@ type BenchReport struct {
 }
 
 func runBench(env *Env, args []string) error {
-	fs := newFlags(env, "bench", "[--device auto|gpu|cpu] [--spacing 1.5|3] [--shape X,Y,Z] [--precision f32|f16] [--json FILE]")
+	fs := newFlags(env, "bench", "[--device auto|gpu|cpu] [--spacing 1.5|3] [--shape X,Y,Z] [--precision f32|f16] [--json FILE] [--verbose]")
 	device := fs.String("device", "auto", deviceHelp)
 	spacing := fs.Float64("spacing", 1.5, "model spacing in mm; picks the default shape")
 	shape := fs.String("shape", "", "preprocessed volume size (default: a 512x512x397 CT at that spacing: 287,287,397 at 1.5 mm, 144,144,199 at 3 mm)")
@@ -67,6 +67,7 @@ func runBench(env *Env, args []string) error {
 	repeat := fs.Int("repeat", 3, "timed window runs (the median is reported)")
 	jsonOut := fs.String("json", "", "also write the report as JSON")
 	force := fs.Bool("force", false, "overwrite the JSON file")
+	verbose := fs.Bool("verbose", false, "say which device runs it and why")
 	tiles := fs.String("tiles", "", "also time one window per 3x3x3 conv tile MXxMN[xCK][c][/tyN][/tnN] (x-voxels and output channels per invocation, staged input channels; c: consecutive x-voxels; rows and output channels per workgroup), e.g. 2x8x4,8x8x4c/tn16; WIDTH=TILE+WIDTH=TILE gives tiles per layer width, e.g. 96=8x8x4c+12=2x8x4/tn16 (tuning)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -106,7 +107,7 @@ func runBench(env *Env, args []string) error {
 	} else if net, err = model.NewNet(weights.Random(weights.BundleConfig(), 1)); err != nil {
 		return err
 	}
-	useGPU, err := chooseDevice(env, *device, false)
+	useGPU, err := chooseDevice(env, *device, *verbose)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,10 @@ func TestDeviceAuto(t *testing.T) {
 	if !strings.Contains(r.stderr, want) {
 		t.Errorf("forward --verbose: %q, want %q", r.stderr, want)
 	}
+	r = mustRun(t, "bench", "--weights", smallModel(t), "--roi", "16", "--shape", "16,16,16", "--repeat", "1", "--verbose")
+	if !strings.Contains(r.stderr+r.stdout, want) || !strings.Contains(r.stderr, "auto") {
+		t.Errorf("bench --verbose: %q, want %q and the reason", r.stderr, want)
+	}
 	if r := ctseg(t, "segment", "--input", "x.nii", "--output", "y.nii.gz", "--device", "tpu"); !strings.Contains(r.stderr, "want auto, gpu or cpu") {
 		t.Errorf("--device tpu: %q", r.stderr)
 	}

@@ -12,7 +12,19 @@ import (
 	"ctseg/internal/version"
 )
 
-const unknownWGPU = "unknown (the library was built without a version)"
+// unknownWGPU is what `ctseg version` says of a library that reports no version: which Go
+// module brought it still tells a user (and us) which wgpu-native it is.
+func unknownWGPU() string {
+	const lib = "github.com/cogentcore/webgpu"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == lib {
+				return "unknown (the library was built without a version; it came with " + lib + " " + d.Version + ")"
+			}
+		}
+	}
+	return "unknown (the library was built without a version)"
+}
 
 func init() {
 	register("version", "print the version, commit, Go and wgpu-native versions", runVersion)
@@ -63,7 +75,7 @@ func commit() string {
 // its build workflow runs a plain `cargo build` of wgpu-native's main branch).
 func wgpuNativeVersion(v uint32) string {
 	if v == 0 {
-		return unknownWGPU
+		return unknownWGPU()
 	}
 	return fmt.Sprintf("%d.%d.%d.%d", v>>24, v>>16&0xff, v>>8&0xff, v&0xff)
 }

@@ -21,7 +21,7 @@ func TestWGPUNativeVersion(t *testing.T) {
 		{0x00130401, "0.19.4.1"},
 		{0x16010005, "22.1.0.5"},
 		{0xff000000, "255.0.0.0"},
-		{0, unknownWGPU},
+		{0, unknownWGPU()},
 	} {
 		if got := wgpuNativeVersion(c.packed); got != c.want {
 			t.Errorf("wgpuNativeVersion(%#08x) = %q, want %q", c.packed, got, c.want)
@@ -38,7 +38,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	want := regexp.MustCompile(`^ctseg dev\ncommit: unknown\ngo: ` + regexp.QuoteMeta(runtime.Version()) +
-		`\nwgpu-native: (\d+\.\d+\.\d+\.\d+|` + regexp.QuoteMeta(unknownWGPU) + `)\nplatform: ` + runtime.GOOS + "/" + runtime.GOARCH + "\n$")
+		`\nwgpu-native: (\d+\.\d+\.\d+\.\d+|` + regexp.QuoteMeta(unknownWGPU()) + `)\nplatform: ` + runtime.GOOS + "/" + runtime.GOARCH + "\n$")
 	if !want.MatchString(out.String()) {
 		t.Errorf("ctseg version printed\n%s\nwant it to match %s", out.String(), want)
 	}

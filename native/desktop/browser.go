@@ -20,10 +20,12 @@ import (
 // (where a display exists), open on macOS, the URL handler of the Windows shell. As Jupyter
 // does, the browser is given a 0600 file in the runtime folder that redirects to the URL, not
 // the URL itself, so the launch token never appears on a command line other users can list.
-// The token works once and for two minutes; launch files older than that are removed here.
+// The token works once and for two minutes. The running app removes a launch file once its
+// token is used (Options.RuntimeDir) and all of them when it stops (RemoveLaunchFiles); files
+// older than a token's life are removed here too.
 func OpenBrowser(dir, launchURL string) error {
 	removeOldLaunchFiles(dir)
-	f, err := os.CreateTemp(dir, "launch-*.html")
+	f, err := os.CreateTemp(dir, launchPattern)
 	if err != nil {
 		return fmt.Errorf("writing the launch page: %w", err)
 	}
@@ -47,8 +49,34 @@ func OpenBrowser(dir, launchURL string) error {
 	return nil
 }
 
+// launchPattern names the launch files in the runtime folder.
+const launchPattern = "launch-*.html"
+
+// RemoveLaunchFiles removes the launch files of the runtime folder: the app that holds the
+// folder's lock does it when it stops, since every launch file points to it.
+func RemoveLaunchFiles(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, launchPattern))
+	for _, p := range files {
+		os.Remove(p)
+	}
+}
+
+// removeLaunchFile removes the launch file that carries token, once the token is used: the
+// browser has loaded the file.
+func removeLaunchFile(dir, token string) {
+	if dir == "" || token == "" {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, launchPattern))
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil && len(b) < 4096 && strings.Contains(string(b), "t="+token+`"`) {
+			os.Remove(p)
+		}
+	}
+}
+
 func removeOldLaunchFiles(dir string) {
-	old, _ := filepath.Glob(filepath.Join(dir, "launch-*.html"))
+	old, _ := filepath.Glob(filepath.Join(dir, launchPattern))
 	for _, p := range old {
 		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > tokenLife {
 			os.Remove(p)

@@ -3,6 +3,7 @@
 package desktop
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -69,8 +70,8 @@ var ErrRunning = errors.New("ctseg app is already running")
 // that cannot take the lock reads the file and asks the running app for a launch token
 // (ErrRunning, with the running instance and the token): so two apps starting at once never
 // both run, and a file left by a dead app is simply rewritten by the next one (a dead process
-// holds no lock).
-func Claim(dir string, me Instance) (release func(), running *Instance, token string, err error) {
+// holds no lock). Waiting for the running app ends when ctx does (Ctrl-C), with ctx's error.
+func Claim(ctx context.Context, dir string, me Instance) (release func(), running *Instance, token string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, "", fmt.Errorf("runtime folder: %w", err)
 	}
@@ -90,7 +91,7 @@ func Claim(dir string, me Instance) (release func(), running *Instance, token st
 	}
 	if !locked {
 		lf.Close()
-		in, token, err := handOver(path)
+		in, token, err := handOver(ctx, path)
 		if err != nil {
 			return nil, nil, "", err
 		}
@@ -113,22 +114,28 @@ func Claim(dir string, me Instance) (release func(), running *Instance, token st
 }
 
 // handOver gets a launch token from the app that holds the lock. It may be starting (the file
-// not yet written, the server not yet serving): it is given a few seconds.
-func handOver(path string) (*Instance, string, error) {
+// not yet written, the server not yet serving): it is given a few seconds, or until ctx ends.
+func handOver(ctx context.Context, path string) (*Instance, string, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		in, err := readInstance(path)
 		if err == nil {
-			token, terr := RequestToken(*in)
+			token, terr := requestToken(ctx, *in)
 			if terr == nil {
 				return in, token, nil
 			}
 			err = fmt.Errorf("ctseg app is already running (pid %d) but does not answer: %w", in.PID, terr)
 		}
+		if ctx.Err() != nil {
+			return nil, "", fmt.Errorf("interrupted while waiting for the running ctseg app: %w", ctx.Err())
+		}
 		if time.Now().After(deadline) {
 			return nil, "", err
 		}
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -183,8 +190,12 @@ func tokenProof(secret, nonce, token string) string {
 // RequestToken asks the running instance for a one-time launch token, and checks that the
 // answer comes from the app that knows the secret.
 func RequestToken(in Instance) (string, error) {
+	return requestToken(context.Background(), in)
+}
+
+func requestToken(ctx context.Context, in Instance) (string, error) {
 	nonce := randomHex(16)
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/launch/token", in.Port), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/launch/token", in.Port), nil)
 	if err != nil {
 		return "", err
 	}

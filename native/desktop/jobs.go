@@ -48,7 +48,9 @@ type Runner interface {
 	// spacing, a precision the device lacks). The error is for the user, one line.
 	Check(spacing float64, f16 bool) error
 	// Segment runs the pipeline on ct; progress reports windows done, cancelled is polled
-	// between windows.
+	// between windows. With the confidence (pipeline.Options Confidence and RunnerUp) the
+	// statistics carry each structure's mean p1 and the page gets what a browser run gives it
+	// (p1.u8, p2.u8, second.u8).
 	Segment(ct *volume.Volume, spacing float64, f16 bool, progress func(done, total int), cancelled func() bool) (*pipeline.Result, error)
 }
 
@@ -70,9 +72,17 @@ type job struct {
 	summary  map[string]any
 	labels   []byte // labels.nii.gz
 	stats    []byte // stats.csv
-	changed  chan struct{}
-	cancel   bool
-	stopped  chan struct{} // closed when the run's goroutine has returned
+	// p1, p2 and second are pipeline.Result's P1, P2 and Second on the input grid, one byte a
+	// voxel in the order of labels.nii.gz's voxels (nil when the runner computed none)
+	p1, p2, second []byte
+	changed        chan struct{}
+	cancel         bool
+	stopped        chan struct{} // closed when the run's goroutine has returned
+	// started is set (under jobs.mu) when the run begins; until then the job holds the slot
+	// while its CT is uploaded, and abort (under jobs.mu, nil once the body is read) ends the
+	// upload
+	started bool
+	abort   func()
 }
 
 // update changes the job under its lock and wakes the event streams.
@@ -91,7 +101,8 @@ func (j *job) cancelled() bool {
 }
 
 // jobs holds the one job the API knows (a finished one stays until the next POST or a DELETE)
-// and the one whose run may still be stopping, so a new run never overlaps it on the GPU.
+// and the one whose CT is being received or whose run may still be stopping, so a new run never
+// overlaps it on the GPU and only one CT at a time is held while it arrives.
 type jobs struct {
 	mu      sync.Mutex
 	current *job
@@ -108,19 +119,76 @@ func (js *jobs) get(id string) *job {
 	return nil
 }
 
+// cancelAll stops the run (after its current window) and waits for it; a CT still being
+// received is not waited for: its upload is ended and it never runs (closing).
 func (js *jobs) cancelAll() {
 	js.mu.Lock()
 	r := js.running
+	started := r != nil && r.started
+	if r != nil && !started && r.abort != nil {
+		r.abort()
+	}
 	js.current = nil
 	js.closing = true
 	js.mu.Unlock()
-	if r != nil {
+	if started {
 		r.update(func() { r.cancel = true })
 		<-r.stopped
 	}
 }
 
-var errBusy = errors.New("a segmentation is already running: wait for it, or cancel it with DELETE /api/jobs/ID")
+// reserve claims the one slot for j before its CT is read: parallel uploads are refused at
+// once instead of each holding a CT's worth of memory.
+func (js *jobs) reserve(j *job) error {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if js.closing {
+		return errClosing
+	}
+	if js.running != nil {
+		return errBusy
+	}
+	js.running = j
+	return nil
+}
+
+// received says the job's CT has been read: nothing is left to abort.
+func (js *jobs) received(j *job) {
+	js.mu.Lock()
+	j.abort = nil
+	js.mu.Unlock()
+}
+
+// unreserve gives back the slot of a job that did not start.
+func (js *jobs) unreserve(j *job) {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	j.abort = nil
+	if js.running == j && !j.started {
+		js.running = nil
+	}
+}
+
+// start makes the reserved job the current one and marks it started; false when the app is
+// stopping (the slot is given back).
+func (js *jobs) start(j *job) bool {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if js.closing || js.running != j {
+		if js.running == j {
+			js.running = nil
+		}
+		return false
+	}
+	j.started = true
+	js.current = j
+	return true
+}
+
+var (
+	errBusy    = errors.New("a segmentation is already running: wait for it, or cancel it with DELETE /api/jobs/ID")
+	errClosing = errors.New("ctseg app is stopping")
+)
 
 func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/jobs"), "/")
@@ -139,7 +207,8 @@ func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such job", http.StatusNotFound)
 		return
 	}
-	allowed, known := map[string][]string{"": {"DELETE"}, "events": {"GET"}, "labels.nii.gz": {"GET", "HEAD"}, "stats.csv": {"GET", "HEAD"}}[what]
+	allowed, known := map[string][]string{"": {"DELETE"}, "events": {"GET"}, "labels.nii.gz": {"GET", "HEAD"}, "stats.csv": {"GET", "HEAD"},
+		"p1.u8": {"GET", "HEAD"}, "p2.u8": {"GET", "HEAD"}, "second.u8": {"GET", "HEAD"}}[what]
 	if !known {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
@@ -156,18 +225,26 @@ func (s *Server) jobsAPI(w http.ResponseWriter, r *http.Request) {
 		s.events(w, r, j)
 	default:
 		j.mu.Lock()
-		state, b := j.state, j.labels
-		if what == "stats.csv" {
-			b = j.stats
+		state := j.state
+		b, ctype := j.labels, "application/gzip"
+		switch what {
+		case "stats.csv":
+			b, ctype = j.stats, "text/csv; charset=utf-8"
+		case "p1.u8":
+			b, ctype = j.p1, "application/octet-stream"
+		case "p2.u8":
+			b, ctype = j.p2, "application/octet-stream"
+		case "second.u8":
+			b, ctype = j.second, "application/octet-stream"
 		}
 		j.mu.Unlock()
 		if state != "done" {
 			http.Error(w, "the job has not finished", http.StatusConflict)
 			return
 		}
-		ctype := "application/gzip"
-		if what == "stats.csv" {
-			ctype = "text/csv; charset=utf-8"
+		if b == nil {
+			http.Error(w, "this run computed no "+strings.TrimSuffix(what, ".u8"), http.StatusNotFound)
+			return
 		}
 		w.Header().Set("Content-Type", ctype)
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", what))
@@ -202,10 +279,20 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("precision %q: want f16 or f32", q.Get("precision")), http.StatusBadRequest)
 		return
 	}
-	if s.busy() {
-		http.Error(w, errBusy.Error(), http.StatusConflict)
+	// The slot is claimed before the body is read (and given back on every way out but a
+	// started run): one CT at a time is received and held.
+	j := &job{id: randomHex(16), state: "running", progress: Progress{Stage: "preprocessing"}, changed: make(chan struct{}), stopped: make(chan struct{})}
+	rc := http.NewResponseController(w)
+	j.abort = func() { rc.SetReadDeadline(time.Now()) } // the app stops: the upload ends
+	if err := s.jobs.reserve(j); err != nil {
+		code := http.StatusConflict
+		if errors.Is(err, errClosing) {
+			code = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), code)
 		return
 	}
+	defer s.jobs.unreserve(j)
 	if err := s.opt.Runner.Check(spacing, f16); err != nil {
 		http.Error(w, oneLine(err), http.StatusServiceUnavailable)
 		return
@@ -219,7 +306,9 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength)) // one allocation where the size is declared
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opt.MaxUpload)); err != nil {
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opt.MaxUpload))
+	s.jobs.received(j)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
@@ -249,23 +338,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, oneLine(err), http.StatusBadRequest)
 		return
 	}
-	j := &job{id: randomHex(16), state: "running", progress: Progress{Stage: "preprocessing"}, changed: make(chan struct{}), stopped: make(chan struct{})}
-	s.jobs.mu.Lock()
-	if s.jobs.running != nil { // another POST won the race
-		s.jobs.mu.Unlock()
-		http.Error(w, errBusy.Error(), http.StatusConflict)
+	if !s.jobs.start(j) {
+		http.Error(w, errClosing.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	s.jobs.current, s.jobs.running = j, j
-	s.jobs.mu.Unlock()
 	go s.run(j, ct, hdr, spacing, f16)
 	writeJSON(w, map[string]string{"id": j.id})
-}
-
-func (s *Server) busy() bool {
-	s.jobs.mu.Lock()
-	defer s.jobs.mu.Unlock()
-	return s.jobs.running != nil
 }
 
 // run segments ct and keeps the outputs `ctseg segment --output L.nii.gz --stats S.csv` writes:
@@ -339,6 +417,7 @@ func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing floa
 	}
 	j.update(func() {
 		j.state, j.labels, j.stats = "done", lb.Bytes(), sb.Bytes()
+		j.p1, j.p2, j.second = res.P1, res.P2, res.Second
 		j.summary = map[string]any{"windows": res.Windows, "seconds": time.Since(start).Seconds(), "structures": found, "spacing": spacing}
 	})
 }

@@ -42,6 +42,9 @@ type Options struct {
 	MaxUpload int64
 	// Runner segments the CTs; nil serves the page and the session API only.
 	Runner Runner
+	// RuntimeDir is the runtime folder (RuntimeDir()): a launch file there (OpenBrowser) is
+	// removed once its token is used. Empty: none is looked for.
+	RuntimeDir string
 }
 
 // DefaultMaxUpload is the largest CT POST /api/jobs takes: 1 GiB holds a 512x512x2048 int16
@@ -162,6 +165,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this launch link is not valid (each works once): run ctseg app again to open the app", http.StatusForbidden)
 		return
 	}
+	removeLaunchFile(s.opt.RuntimeDir, t) // the browser has read it; the token in it is spent
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: sid, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, "/", http.StatusSeeOther)

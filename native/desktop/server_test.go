@@ -5,10 +5,12 @@ package desktop_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -54,7 +56,7 @@ func (r *cpuRunner) Check(spacing float64, f16 bool) error {
 }
 
 func (r *cpuRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progress func(int, int), cancelled func() bool) (*pipeline.Result, error) {
-	return pipeline.Segment(ct, r.net, pipeline.Options{Spacing: spacing, Window: r.win, Progress: progress, Cancelled: cancelled, Confidence: true})
+	return pipeline.Segment(ct, r.net, pipeline.Options{Spacing: spacing, Window: r.win, Progress: progress, Cancelled: cancelled, Confidence: true, RunnerUp: true})
 }
 
 const testROI = 32
@@ -273,8 +275,9 @@ func TestMalformedCT(t *testing.T) {
 
 // TestJob runs a job to the end: progress events, then done; the labels and statistics are
 // the files `ctseg segment --output X.nii.gz --stats X.csv` writes for the same CT and
-// settings, byte for byte; a second job is refused while one runs; a cancel stops a run;
-// DELETE leaves nothing behind.
+// settings, byte for byte, and p1.u8 the voxels of its --confidence file; p2.u8 and second.u8
+// (the page's hesitation view) are consistent with them; a second job is refused while one
+// runs; a cancel stops a run; DELETE leaves nothing behind.
 func TestJob(t *testing.T) {
 	r := loadRunner(t)
 	a := startApp(t, desktop.Options{Runner: r})
@@ -310,7 +313,7 @@ func TestJob(t *testing.T) {
 	ref := t.TempDir()
 	var out, errb bytes.Buffer
 	code := cli.Main([]string{"segment", "--input", ctPath, "--output", filepath.Join(ref, "l.nii.gz"), "--stats", filepath.Join(ref, "s.csv"),
-		"--device", "cpu", "--weights", shared.Path(t, "golden", "segresnet_small", "model.pt"), "--spacing", "3", "--roi", fmt.Sprint(testROI)}, &out, &errb)
+		"--confidence", filepath.Join(ref, "p1.nii"), "--device", "cpu", "--weights", shared.Path(t, "golden", "segresnet_small", "model.pt"), "--spacing", "3", "--roi", fmt.Sprint(testROI)}, &out, &errb)
 	require.Equal(t, 0, code, errb.String())
 	wantLabels, err := os.ReadFile(filepath.Join(ref, "l.nii.gz"))
 	require.NoError(t, err)
@@ -318,10 +321,32 @@ func TestJob(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(wantLabels, []byte(labels)), "labels.nii.gz differs from ctseg segment's")
 	require.Equal(t, string(wantStats), stats)
+	require.Contains(t, strings.SplitN(stats, "\n", 2)[0], volume.ConfidenceColumn)
+
+	// p1, p2 and the runner-up, one byte a voxel in the label map's order
+	maps := map[string][]byte{}
+	for _, n := range []string{"p1", "p2", "second"} {
+		resp, b := a.do(t, c, http.MethodGet, "/api/jobs/"+id+"/"+n+".u8", csrf, nil, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, n)
+		require.Equal(t, "application/octet-stream", resp.Header.Get("Content-Type"), n)
+		maps[n] = []byte(b)
+	}
+	lab, _, err := volume.ReadLabels(filepath.Join(ref, "l.nii.gz"))
+	require.NoError(t, err)
+	conf, _, err := volume.ReadNIfTI(filepath.Join(ref, "p1.nii"))
+	require.NoError(t, err)
+	require.Len(t, maps["p1"], len(lab))
+	require.Len(t, maps["p2"], len(lab))
+	require.Len(t, maps["second"], len(lab))
+	for i, l := range lab {
+		require.Equal(t, uint8(math.Round(float64(conf.Data[i])*255)), maps["p1"][i], "p1 of voxel %d vs ctseg segment --confidence", i)
+		require.LessOrEqual(t, maps["p2"][i], maps["p1"][i], "voxel %d: the runner-up's p above the label's", i)
+		require.NotEqual(t, l, maps["second"][i], "voxel %d: the runner-up is the label", i)
+	}
 
 	resp, _ = a.do(t, c, http.MethodDelete, "/api/jobs/"+id, csrf, nil, nil)
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
-	for _, p := range []string{"/events", "/labels.nii.gz", "/stats.csv"} {
+	for _, p := range []string{"/events", "/labels.nii.gz", "/stats.csv", "/p1.u8", "/p2.u8", "/second.u8"} {
 		resp, _ := a.do(t, c, http.MethodGet, "/api/jobs/"+id+p, csrf, nil, nil)
 		require.Equal(t, http.StatusNotFound, resp.StatusCode, "after DELETE: %s", p)
 	}
@@ -414,7 +439,7 @@ func TestClaim(t *testing.T) {
 	dir := t.TempDir()
 	a := startApp(t, desktop.Options{Instance: "s1"})
 	first := desktop.Instance{PID: os.Getpid(), Port: a.port, Secret: "s1"}
-	release, other, _, err := desktop.Claim(dir, first)
+	release, other, _, err := desktop.Claim(context.Background(), dir, first)
 	require.NoError(t, err)
 	require.Nil(t, other)
 	file := desktop.RuntimeFile(dir)
@@ -423,7 +448,7 @@ func TestClaim(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	second := desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s2"}
-	_, other, token, err := desktop.Claim(dir, second)
+	_, other, token, err := desktop.Claim(context.Background(), dir, second)
 	require.ErrorIs(t, err, desktop.ErrRunning)
 	require.Equal(t, first, *other)
 	resp, _ := a.do(t, client(t), http.MethodGet, "/launch?t="+token, "", nil, nil)
@@ -443,7 +468,7 @@ func TestClaim(t *testing.T) {
 		"{",
 	} {
 		require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
-		rel, other, _, err := desktop.Claim(dir, second)
+		rel, other, _, err := desktop.Claim(context.Background(), dir, second)
 		require.NoError(t, err, "file %s", content)
 		require.Nil(t, other)
 		b, err := os.ReadFile(file)
@@ -489,6 +514,121 @@ func TestClaimRefusesSharedFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rt")
 	require.NoError(t, os.Mkdir(dir, 0o777))
 	require.NoError(t, os.Chmod(dir, 0o777))
-	_, _, _, err := desktop.Claim(dir, desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s"})
+	_, _, _, err := desktop.Claim(context.Background(), dir, desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s"})
 	require.ErrorContains(t, err, "may be written by other users")
+}
+
+// TestUploadHoldsTheSlot: a job's slot is claimed before its CT is read, so a second upload is
+// refused at once (not read alongside, each holding up to the cap); the slot comes back when
+// an upload fails; stopping the app ends an upload in progress without waiting for it, and a
+// later upload is refused.
+func TestUploadHoldsTheSlot(t *testing.T) {
+	a := startApp(t, desktop.Options{Runner: loadRunner(t)})
+	c := client(t)
+	csrf := a.login(t, c)
+
+	// upload starts a POST whose body arrives only as pw is written; its status comes on the
+	// channel (0 when the request failed).
+	upload := func() (*io.PipeWriter, <-chan int) {
+		pr, pw := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, a.base+"/api/jobs?spacing=3&precision=f32", pr)
+		require.NoError(t, err)
+		req.ContentLength = 1 << 20 // declared: the server reserves it for this upload alone
+		req.Header.Set("X-CSRF-Token", csrf)
+		status := make(chan int, 1)
+		go func() {
+			resp, err := c.Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		_, err = pw.Write([]byte("not all of a CT"))
+		require.NoError(t, err)
+		return pw, status
+	}
+	busy := func() bool {
+		resp, _ := a.do(t, c, http.MethodPost, "/api/jobs?spacing=3", csrf, strings.NewReader("not a CT"), nil)
+		return resp.StatusCode == http.StatusConflict
+	}
+
+	pw, status := upload()
+	require.Eventually(t, busy, 10*time.Second, 20*time.Millisecond, "a second upload while the first is read")
+	pw.CloseWithError(errors.New("the client gave up"))
+	<-status
+	require.Eventually(t, func() bool {
+		resp, _ := a.do(t, c, http.MethodPost, "/api/jobs?spacing=3", csrf, strings.NewReader("not a CT"), nil)
+		return resp.StatusCode == http.StatusBadRequest
+	}, 10*time.Second, 20*time.Millisecond, "the slot after a failed upload")
+
+	// The app stops while a CT is arriving: Close ends the upload and does not wait for it.
+	pw, status = upload()
+	defer pw.Close()
+	require.Eventually(t, busy, 10*time.Second, 20*time.Millisecond)
+	closed := make(chan struct{})
+	go func() { a.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for an upload")
+	}
+	select {
+	case code := <-status:
+		require.NotEqual(t, http.StatusOK, code, "an upload ended by Close")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upload was not ended by Close")
+	}
+	resp, body := a.do(t, c, http.MethodPost, "/api/jobs?spacing=3", csrf, strings.NewReader("not a CT"), nil)
+	require.NotEqual(t, http.StatusOK, resp.StatusCode, body)
+}
+
+// TestLaunchFileRemoved: the launch file OpenBrowser writes goes once its token is used (the
+// browser has loaded it), another stays until RemoveLaunchFiles (the app stopping).
+func TestLaunchFileRemoved(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("$BROWSER=true needs a Unix true")
+	}
+	t.Setenv("BROWSER", "true") // a browser that takes the address and exits
+	dir := t.TempDir()
+	a := startApp(t, desktop.Options{RuntimeDir: dir})
+	launchFiles := func() []string {
+		fs, err := filepath.Glob(filepath.Join(dir, "launch-*.html"))
+		require.NoError(t, err)
+		return fs
+	}
+	tok, other := a.srv.LaunchToken(), a.srv.LaunchToken()
+	require.NoError(t, desktop.OpenBrowser(dir, desktop.LaunchURL(a.port, tok)))
+	require.NoError(t, desktop.OpenBrowser(dir, desktop.LaunchURL(a.port, other)))
+	require.Len(t, launchFiles(), 2)
+	resp, _ := a.do(t, client(t), http.MethodGet, "/launch?t="+tok, "", nil, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	left := launchFiles()
+	require.Len(t, left, 1, "the used token's launch file")
+	b, err := os.ReadFile(left[0])
+	require.NoError(t, err)
+	require.Contains(t, string(b), "t="+other)
+	desktop.RemoveLaunchFiles(dir)
+	require.Empty(t, launchFiles(), "launch files after the app stopped")
+}
+
+// TestClaimInterrupted: waiting for a running app that does not answer ends at once when the
+// context does (Ctrl-C), not after the hand-over's 20 seconds.
+func TestClaimInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	silent := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing answers there
+	release, _, _, err := desktop.Claim(context.Background(), dir, desktop.Instance{PID: os.Getpid(), Port: silent, Secret: "s1"})
+	require.NoError(t, err)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, _, err = desktop.Claim(ctx, dir, desktop.Instance{PID: os.Getpid(), Port: 1, Secret: "s2"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 5*time.Second)
 }

@@ -427,7 +427,7 @@ func checkRun(t *testing.T, r runner, bin string, tg target, version, device str
 	v := run(t, r, bin, "version")
 	// The Go that built the archives is the one running this test (make test-release).
 	want := regexp.MustCompile(`^ctseg ` + regexp.QuoteMeta(version) + `\ncommit: [0-9a-f]{40}(-dirty)?\ngo: ` + regexp.QuoteMeta(runtime.Version()) +
-		`\nwgpu-native: (\d+\.\d+\.\d+\.\d+|unknown \(the library was built without a version\))\nplatform: ` + tg.goos + "/" + tg.goarch + "\n$")
+		`\nwgpu-native: (\d+\.\d+\.\d+\.\d+|unknown \(the library was built without a version; it came with github\.com/cogentcore/webgpu v0\.23\.0\))\nplatform: ` + tg.goos + "/" + tg.goarch + "\n$")
 	if !want.MatchString(v) {
 		t.Errorf("ctseg version printed\n%s\nwant it to match %s", v, want)
 	}

@@ -308,7 +308,16 @@ async function runNative(t0) {
     const lr = await apiFetch(`api/jobs/${run.id}/labels.nii.gz`);
     if (!lr.ok) throw named('NativeError', (await lr.text()).trim());
     const bytes = await lr.arrayBuffer();
-    const res = await call('loadLabels', { bytes, name: 'the native run', spacing }, [bytes]);
+    // p1, p2 and the runner-up, as a browser run gives them: the statistics' mean confidence
+    // (computed in the worker, as a browser run's are) and the Teach view's hesitation map
+    const p1 = await nativeVoxels(run.id, 'p1');
+    if (run.cancelled) throw cancelled();
+    const res = await call('loadLabels', { bytes, name: 'the native run', spacing, p1 }, p1 ? [bytes, p1.buffer] : [bytes]);
+    if (res.p1) { // the worker kept the confidence (as it does for a browser run of this CT)
+      res.p2 = await nativeVoxels(run.id, 'p2');
+      res.second = await nativeVoxels(run.id, 'second');
+      if (!res.p2 || !res.second) delete res.p1;
+    }
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     const dev = app.native.caps.adapter.name;
     $('progressText').textContent = `Done: ${d.windows} windows in ${secs} s on ${dev} (native)${testROI ? ` (test window ${testROI})` : ''}.`;
@@ -319,6 +328,15 @@ async function runNative(t0) {
     app.native.run = null;
     if (run.id) apiFetch(`api/jobs/${run.id}`, { method: 'DELETE' }).catch(() => {}); // nothing stays there
   }
+}
+
+// nativeVoxels fetches one of a finished native job's per-voxel byte maps (p1, p2, second: the
+// API's NAME.u8, in the label map's voxel order); null when the run has none.
+async function nativeVoxels(id, name) {
+  const r = await apiFetch(`api/jobs/${id}/${name}.u8`);
+  if (r.status === 404) return null;
+  if (!r.ok) throw named('NativeError', (await r.text()).trim());
+  return new Uint8Array(await r.arrayBuffer());
 }
 
 // cancelNative stops the native run wherever it is.

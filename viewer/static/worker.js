@@ -155,8 +155,8 @@ const ops = {
     return v.hu ? [v, [v.hu.buffer]] : [v]; // without hu: a list of series to choose from
   },
   async loadLabels(m) {
-    const v = await ctsegGo.loadLabels(new Uint8Array(m.bytes), m.name, m.spacing);
-    return [v, [v.labels.buffer]];
+    const v = await ctsegGo.loadLabels(new Uint8Array(m.bytes), m.name, m.spacing, m.p1);
+    return [v, v.p1 ? [v.labels.buffer, v.p1.buffer] : [v.labels.buffer]];
   },
   async loadWeights(m) {
     return ctsegGo.loadWeights(new Uint8Array(m.bytes), m.name);
