@@ -444,7 +444,7 @@ func TestSlurmScript(t *testing.T) {
 	require.NoError(t, os.Mkdir(bin, 0o755))
 	record := filepath.Join(d, "record")
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "ctseg"), []byte(`#!/bin/bash
-trap 'echo "ctseg: TERM" >>"$FAKE_RECORD"; exit 75' TERM
+trap 'echo "ctseg: TERM" >>"$FAKE_RECORD"; sleep 0.5; exit 75' TERM
 echo "ctseg: $*" >>"$FAKE_RECORD"
 touch "$FAKE_READY"
 while :; do sleep 0.05; done
@@ -453,9 +453,9 @@ while :; do sleep 0.05; done
 	env := append(testEnv(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_RECORD="+record, "CTSEG_MANIFEST=/m.csv", "CTSEG_OUT=/out", "CTSEG_SHARDS=4")
 	array := []string{"SLURM_ARRAY_JOB_ID=7", "SLURM_ARRAY_TASK_ID=2", "SLURM_JOB_ID=9"}
 
-	// run starts the script, sends it sig once ctseg runs, and returns its exit status, output
-	// and what the stand-ins recorded
-	run := func(t *testing.T, sig syscall.Signal, more ...string) (int, string, string) {
+	// run starts the script, sends it sigs (0.1 s apart) once ctseg runs, and returns its exit
+	// status, output and what the stand-ins recorded; the stand-in takes 0.5 s to stop
+	run := func(t *testing.T, sigs []syscall.Signal, more ...string) (int, string, string) {
 		os.Remove(record)
 		ready := filepath.Join(t.TempDir(), "ready")
 		cmd := exec.Command("bash", script)
@@ -477,7 +477,12 @@ while :; do sleep 0.05; done
 			require.True(t, time.Now().Before(deadline), "ctseg did not start:\n%s", output.String())
 			time.Sleep(20 * time.Millisecond)
 		}
-		require.NoError(t, cmd.Process.Signal(sig))
+		for i, sig := range sigs {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			require.NoError(t, cmd.Process.Signal(sig))
+		}
 		var code int
 		select {
 		case err := <-done:
@@ -489,14 +494,14 @@ while :; do sleep 0.05; done
 			}
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
-			t.Fatalf("the script did not end after %v:\n%s", sig, output.String())
+			t.Fatalf("the script did not end after %v:\n%s", sigs, output.String())
 		}
 		rec, _ := os.ReadFile(record)
 		return code, output.String(), string(rec)
 	}
 
 	t.Run("time limit", func(t *testing.T) {
-		code, out, rec := run(t, syscall.SIGUSR1, array...)
+		code, out, rec := run(t, []syscall.Signal{syscall.SIGUSR1}, array...)
 		assert.Equal(t, 75, code, out)
 		assert.Contains(t, rec, "ctseg: batch --manifest /m.csv --out /out --shards 4\n")
 		assert.Contains(t, rec, "ctseg: TERM\n", "USR1 is passed on to ctseg as SIGTERM")
@@ -504,18 +509,24 @@ while :; do sleep 0.05; done
 		assert.Contains(t, out, "task 7_2: requeued itself")
 	})
 	t.Run("time limit, requeued enough", func(t *testing.T) {
-		code, out, rec := run(t, syscall.SIGUSR1, append(array, "SLURM_RESTART_COUNT=2", "CTSEG_MAX_REQUEUES=2")...)
+		code, out, rec := run(t, []syscall.Signal{syscall.SIGUSR1}, append(array, "SLURM_RESTART_COUNT=2", "CTSEG_MAX_REQUEUES=2")...)
 		assert.Equal(t, 75, code, out)
 		assert.Contains(t, rec, "ctseg: TERM\n")
 		assert.NotContains(t, rec, "scontrol")
 		assert.Contains(t, out, "not requeued: restarted 2 times already")
 	})
 	t.Run("scancel", func(t *testing.T) {
-		code, out, rec := run(t, syscall.SIGTERM, array...)
+		code, out, rec := run(t, []syscall.Signal{syscall.SIGTERM}, array...)
 		assert.Equal(t, 75, code, out)
 		assert.Contains(t, rec, "ctseg: TERM\n", "SIGTERM is passed on to ctseg")
 		assert.NotContains(t, rec, "scontrol", "a cancelled task must not requeue itself")
 		assert.NotContains(t, out, "requeued")
+	})
+	t.Run("scancel after the time limit's signal", func(t *testing.T) {
+		code, out, rec := run(t, []syscall.Signal{syscall.SIGUSR1, syscall.SIGTERM}, array...)
+		assert.Equal(t, 75, code, out)
+		assert.Contains(t, out, "the time limit is near")
+		assert.NotContains(t, rec, "scontrol", "cancelled while stopping: it must not requeue itself")
 	})
 	t.Run("without --array", func(t *testing.T) {
 		os.Remove(record)

@@ -13,6 +13,11 @@ import (
 )
 
 // Options of a run.
+// MaxPageConfidenceVoxels bounds the CT whose confidence maps (p1, p2, the runner-up: three
+// bytes a voxel, and five a voxel of the network's grid during the run) the page keeps, within
+// wasm32's memory; ctseg app serves the maps only up to it too, as the page would drop them.
+const MaxPageConfidenceVoxels = 160 << 20
+
 type Options struct {
 	// Spacing is the model's voxel size in mm: 1.5 (model.pt) or 3.0 (model_lowres.pt).
 	Spacing float64

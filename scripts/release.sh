@@ -114,7 +114,8 @@ done
 # one away.
 mkdir -p "$(dirname "$out")"
 near=$(mktemp -d "$(dirname "$out")/.ctseg-release.XXXXXX")
-trap 'rm -rf "$stage" "$near"' EXIT
+# Whatever stops it between the renames, the old release is put back rather than removed.
+trap '[ -e "$out" ] || [ ! -e "$near/old" ] || mv "$near/old" "$out"; rm -rf "$stage" "$near"' EXIT
 mv "$stage/out" "$near/new"
 [ ! -e "$out" ] || mv "$out" "$near/old"
 mv "$near/new" "$out"

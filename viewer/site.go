@@ -3,6 +3,7 @@
 package viewer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -177,29 +178,63 @@ func WriteSite(dir string, opt SiteOptions) ([]SiteFileInfo, error) {
 	return out, nil
 }
 
-// checkOldSite refuses to replace a folder that holds anything a site does not write (a
-// mistyped --out must not delete a user's files): its top-level names must all be the app's
-// files, build.js, weights, api or their .gz/.br copies. An empty folder passes.
+// checkOldSite refuses to replace a folder unless it is empty or a site ctseg wrote (a mistyped
+// --out must not delete a user's files): its build.js is a ctseg build's, and every file in it,
+// at any depth, is one a site holds: the app's files, build.js, api/weights, the weight files
+// that api/weights lists, and .gz/.br copies of those.
 func checkOldSite(dir string) error {
-	ours := map[string]bool{buildScript: true, "weights": true, "api": true}
-	top, err := fs.ReadDir(Assets(), ".")
-	if err != nil {
-		return err
-	}
-	for _, e := range top {
-		ours[e.Name()] = true
-	}
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	for _, e := range es {
-		name := strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".gz"), ".br")
-		if !ours[name] || strings.HasSuffix(name, ".md") {
-			return fmt.Errorf("%s holds %s, which ctseg site did not write: it replaces only a site it made (remove the folder or choose another)", dir, e.Name())
+	if len(es) == 0 {
+		return nil
+	}
+	notOurs := func(name string) error {
+		return fmt.Errorf("%s holds %s, which ctseg site did not write: it replaces only a site it made (remove the folder or choose another)", dir, name)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, buildScript))
+	if err != nil || !bytes.Contains(b, []byte("\nself.CTSEG_BUILD = ")) {
+		return fmt.Errorf("%s is not a site ctseg made (no ctseg build.js): it replaces only a site it made (remove the folder or choose another)", dir)
+	}
+	listed := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(dir, "api", "weights")); err == nil {
+		var list []WeightFile
+		if json.Unmarshal(b, &list) != nil {
+			return notOurs("api/weights")
+		}
+		for _, w := range list {
+			listed["weights/"+w.Name] = true
 		}
 	}
-	return nil
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return notOurs(rel)
+		}
+		// the file itself, or the .gz/.br copy of one
+		for _, name := range []string{rel, strings.TrimSuffix(rel, ".gz"), strings.TrimSuffix(rel, ".br")} {
+			switch {
+			case name == buildScript, name == "api/weights", listed[name]:
+				return nil
+			case !strings.HasSuffix(name, ".md"):
+				if fi, err := fs.Stat(Assets(), name); err == nil && !fi.IsDir() {
+					return nil
+				}
+			}
+		}
+		return notOurs(rel)
+	})
 }
 
 // swap moves the new site into place: the old one (if any) aside first, then the new one in,

@@ -198,8 +198,40 @@ func TestWriteSite(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(precious, "thesis.txt"), []byte("years"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteSite(precious, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), "thesis.txt, which ctseg site did not write") {
+	for _, f := range []string{"index.html", "style.css"} { // names a site has, but no ctseg build.js
+		if err := os.WriteFile(filepath.Join(precious, f), []byte("mine"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := WriteSite(precious, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), "is not a site ctseg made") {
 		t.Errorf("a folder of other files replaced: %v", err)
+	}
+	for _, f := range []string{"index.html", "style.css"} {
+		if err := os.Remove(filepath.Join(precious, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A site of ctseg's with a user's file in it, at any depth, is not replaced either.
+	for _, extra := range []string{"sample/patient.nii.gz", "weights/my-finetuned.safetensors", "notes.md"} {
+		p := filepath.Join(dir, filepath.FromSlash(extra))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("mine"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := WriteSite(dir, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), extra+", which ctseg site did not write") {
+			t.Errorf("a site holding %s replaced: %v", extra, err)
+		}
+		if b, err := os.ReadFile(p); err != nil || string(b) != "mine" {
+			t.Errorf("%s was touched: %q %v", extra, b, err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := WriteSite(dir, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err != nil {
+		t.Errorf("the site again, once the user's files are gone: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(precious, "thesis.txt")); err != nil || string(b) != "years" {
 		t.Errorf("the user's file was touched: %q %v", b, err)

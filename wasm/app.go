@@ -48,9 +48,8 @@ var state struct {
 	prep *pipeline.Prepared
 }
 
-// maxConfidenceVoxels bounds the CT whose run also keeps the confidence (three more bytes per
-// voxel, and five per voxel of the network's grid during the run) within wasm32's memory.
-const maxConfidenceVoxels = 160 << 20
+// maxConfidenceVoxels bounds the CT whose run also keeps the confidence.
+const maxConfidenceVoxels = pipeline.MaxPageConfidenceVoxels
 
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).

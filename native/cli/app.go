@@ -307,8 +307,10 @@ func (a *appRunner) Segment(ct *volume.Volume, spacing float64, f16 bool, progre
 		return nil, err
 	}
 	// the confidence, as `ctseg segment --stats` computes it: the statistics carry its mean
-	// and, for the page's Teach view, p2 and the runner-up: what a browser run gives it
-	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled, Confidence: true, RunnerUp: true}
+	// and, for the page's Teach view, p2 and the runner-up: what a browser run gives it, for
+	// a CT the page keeps them for
+	opt := pipeline.Options{Spacing: spacing, F16: f16, Window: a.window, Progress: progress, Cancelled: cancelled,
+		Confidence: true, RunnerUp: len(ct.Data) <= pipeline.MaxPageConfidenceVoxels}
 	if a.ctx != nil {
 		opt.GPU = a.ctx
 		opt.ConvTiles = tunedTiles(a.env, a.ctx, f16, a.window.ROI, a.verbose)

@@ -514,7 +514,18 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 	}
 	if err != nil {
 		if df := asDeviceFailure(err, opt.GPU != nil); df != nil {
-			return nil, df // nothing written: the case stays as it was, not done
+			// Nothing written: the case stays as it was, not done, unless the device has
+			// failed on this very case maxDeviceFailures times in a row: then it is the case's
+			// (a CT the card cannot hold, a bug its grid triggers), and it fails alone, lest it
+			// block its shard on every retry.
+			n, cerr := b.countDeviceFailure(b.caseDir(p.c))
+			if cerr != nil {
+				return nil, cerr
+			}
+			if n < maxDeviceFailures {
+				return nil, df
+			}
+			return rec, b.finishFailed(p, rec, fmt.Errorf("the device failed on this case %d times in a row: %w", n, df))
 		}
 		return rec, b.finishFailed(p, rec, err)
 	}
@@ -585,12 +596,16 @@ func fileSystemTrouble(err error) bool {
 // it returns, or by panicking.
 var runFault func(caseID string) error
 
-// runPrepared runs the network on a prepared case. A panic in it (a bug, or the GPU binding's
-// own panic) is a deviceFailure: the batch stops rather than mark the case failed on its data.
+// runPrepared runs the network on a prepared case. A panic in it on the GPU (a bug, or the GPU
+// binding's own panic) is a deviceFailure: the batch stops rather than mark the case failed on
+// its data; on the CPU it fails the case, as any error of its own does.
 func runPrepared(id string, p *pipeline.Prepared, net *model.Net, opt pipeline.Options) (res *pipeline.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			res, err = nil, &deviceFailure{fmt.Errorf("internal error while the network ran: %v", r)}
+			res, err = nil, fmt.Errorf("internal error while the network ran: %v", r)
+			if opt.GPU != nil {
+				err = &deviceFailure{err}
+			}
 		}
 	}()
 	if runFault != nil {
@@ -649,6 +664,39 @@ func asDeviceFailure(err error, onGPU bool) *deviceFailure {
 	return nil
 }
 
+// maxDeviceFailures is how many runs in a row may fail on the device at one case before the
+// case is recorded as failed (deviceFailuresName counts them in the case's folder, which every
+// retry of the shard, on any machine, sees).
+const maxDeviceFailures = 3
+
+const deviceFailuresName = ".device-failures"
+
+// countDeviceFailure adds one to the case's count of device failures in a row and returns it.
+// The count goes when the case is next written, ok or failed (clearCase).
+func (b *batchRun) countDeviceFailure(dir string) (int, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	p := filepath.Join(dir, deviceFailuresName)
+	n := 0
+	if f, err := os.Open(p); err == nil {
+		buf := make([]byte, 8) // a small count; anything else counts as none
+		k, _ := io.ReadFull(f, buf)
+		f.Close()
+		if v, err := strconv.Atoi(strings.TrimSpace(string(buf[:k]))); err == nil && v > 0 && v < 1000 {
+			n = v
+		}
+	}
+	n++
+	if err := atomicfile.Write(p, atomicfile.Options{Force: true}, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, n)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // finishFailed records a case that failed on its data.
 func (b *batchRun) finishFailed(p *preparedCase, rec *cohort.Record, cause error) error {
 	rec.Status = cohort.StatusFailed
@@ -677,7 +725,7 @@ func (b *batchRun) clearCase(dir string) error {
 		return err
 	}
 	for _, e := range es {
-		for _, name := range append(cohort.OutputNames, cohort.RecordName) {
+		for _, name := range append(cohort.OutputNames, cohort.RecordName, deviceFailuresName) {
 			if e.Name() == name || strings.HasPrefix(e.Name(), "."+name+".tmp-") { // atomicfile's temporaries
 				if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return err

@@ -9,3 +9,6 @@ func SetRunFault(f func(caseID string) error) (restore func()) {
 	runFault = f
 	return func() { runFault = old }
 }
+
+// DeviceFailuresName is the case folder's count of device failures in a row.
+const DeviceFailuresName = deviceFailuresName

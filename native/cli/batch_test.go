@@ -366,6 +366,8 @@ func TestBatchDeviceFailure(t *testing.T) {
 		assert.NotContains(t, r.stderr, "c3:", "%s: no case after the device failed", f.name)
 		assert.False(t, exists(record("c2")), "%s: the case is not recorded (as failed or otherwise)", f.name)
 		assert.False(t, exists(record("c3")), f.name)
+		// each kind once: the count of failures in a row starts again
+		require.NoError(t, os.Remove(filepath.Join(out, cohort.CasesDir, "c2", cli.DeviceFailuresName)), f.name)
 	}
 	mustRun(t, "batch", "summarize", "--out", out)
 	status := readCSV(t, filepath.Join(out, cohort.StatusName))
@@ -387,11 +389,47 @@ func TestBatchDeviceFailure(t *testing.T) {
 	assert.Contains(t, r.stderr, "[2/2] c3: ok")
 	assert.Equal(t, cohort.StatusFailed, readRecord(t, out, "c2").Status)
 
+	// A case the device fails on every time (a CT the card cannot hold) does not block its
+	// shard for ever: the third failure in a row records it as failed, and the batch goes on.
+	restore = cli.SetRunFault(func(id string) error {
+		if id == "c2" {
+			return errors.New("wgpu.(*Device).CreateBuffer(): Not enough memory left")
+		}
+		return nil
+	})
+	for run := 1; run <= 3; run++ {
+		r = ctseg(t, batchArgs(t, manifest, out)...)
+		if run < 3 {
+			require.Equal(t, 1, r.code, "run %d: %s", run, r.stderr)
+			assert.Contains(t, readRecord(t, out, "c2").Error, "gpu: one slice", "run %d: the case stays as it was", run)
+			continue
+		}
+		require.Equal(t, 2, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "c2: failed: the device failed on this case 3 times in a row: ")
+		assert.Equal(t, cohort.StatusFailed, readRecord(t, out, "c2").Status)
+		assert.False(t, exists(filepath.Join(out, cohort.CasesDir, "c2", cli.DeviceFailuresName)), "the count goes with the record")
+	}
+	restore()
+
 	// the next run does what is not done
 	r = mustRun(t, batchArgs(t, manifest, out)...)
 	assert.Contains(t, r.stderr, "2 already done, 1 to run")
 	assert.Len(t, checkComplete(t, manifest, out), 3)
 	noTemporaries(t, out)
+
+	// On the CPU a panic is a bug the case triggers, not the device's: it fails the case alone.
+	outCPU := filepath.Join(d, "out-cpu")
+	restore = cli.SetRunFault(func(id string) error {
+		if id == "c2" {
+			panic("boom")
+		}
+		return nil
+	})
+	r = ctseg(t, batchArgs(t, manifest, outCPU, "--device", "cpu")...)
+	restore()
+	require.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "c2: failed: internal error while the network ran: boom")
+	assert.Contains(t, r.stderr, "c3: ok")
 }
 
 func TestAdapters(t *testing.T) {

@@ -417,7 +417,9 @@ func (s *Server) run(j *job, ct *volume.Volume, hdr *volume.Header, spacing floa
 	}
 	j.update(func() {
 		j.state, j.labels, j.stats = "done", lb.Bytes(), sb.Bytes()
-		j.p1, j.p2, j.second = res.P1, res.P2, res.Second
+		if len(res.Labels) <= pipeline.MaxPageConfidenceVoxels { // else the page would drop them
+			j.p1, j.p2, j.second = res.P1, res.P2, res.Second
+		}
 		j.summary = map[string]any{"windows": res.Windows, "seconds": time.Since(start).Seconds(), "structures": found, "spacing": spacing}
 	})
 }

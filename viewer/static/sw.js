@@ -20,9 +20,10 @@ const cached = new Set(['', ...self.CTSEG_FILES].map((f) => new URL(f, scope).pa
 const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 
 // fetchChecked fetches one file of this build and checks it is this build's: its SHA-256 as
-// build.js lists it (the page itself is index.html), build.js naming this build. A deployment
-// landing while the worker downloads would otherwise fill this build's cache with the next
-// one's files.
+// build.js lists it, build.js naming this build. A deployment landing while the worker
+// downloads would otherwise fill this build's cache with the next one's files. The page's HTML
+// is not checked: some hosts rewrite HTML (analytics snippets), and the scripts and the wasm,
+// where two builds differ, are.
 async function fetchChecked(f) {
   // 'reload' bypasses the HTTP cache, which may hold the previous build's files.
   const res = await fetch(new Request(f, { cache: 'reload' }));
@@ -32,7 +33,7 @@ async function fetchChecked(f) {
     if (!new TextDecoder().decode(body).includes(`self.CTSEG_BUILD = ${JSON.stringify(self.CTSEG_BUILD)};`)) {
       throw new Error('build.js changed during the download: another deployment');
     }
-  } else if (hex(await crypto.subtle.digest('SHA-256', body)) !== self.CTSEG_SHA256[f === './' ? 'index.html' : f]) {
+  } else if (f !== './' && !f.endsWith('.html') && hex(await crypto.subtle.digest('SHA-256', body)) !== self.CTSEG_SHA256[f]) {
     throw new Error(`${f} is not this build's: another deployment`);
   }
   return res;
@@ -54,7 +55,8 @@ self.addEventListener('install', (ev) => {
 
 self.addEventListener('activate', (ev) => {
   ev.waitUntil((async () => {
-    for (const k of await caches.keys()) if (k.startsWith(OURS) && k !== CACHE) await caches.delete(k);
+    // (and the caches of builds before caches were named by scope, "ctseg-BUILD")
+    for (const k of await caches.keys()) if ((k.startsWith(OURS) && k !== CACHE) || /^ctseg-[0-9a-f]{16}$/.test(k)) await caches.delete(k);
     await self.clients.claim();
   })());
 });
