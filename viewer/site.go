@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -89,6 +90,9 @@ func WriteSite(dir string, opt SiteOptions) ([]SiteFileInfo, error) {
 		}
 		if !opt.Replace {
 			return nil, fmt.Errorf("%s exists: give --force to replace it", dir)
+		}
+		if li, err := os.Lstat(dir); err == nil && li.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symbolic link: give the folder it points to", dir)
 		}
 		if err := checkOldSite(dir); err != nil {
 			return nil, err
@@ -193,19 +197,24 @@ func checkOldSite(dir string) error {
 	notOurs := func(name string) error {
 		return fmt.Errorf("%s holds %s, which ctseg site did not write: it replaces only a site it made (remove the folder or choose another)", dir, name)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, buildScript))
+	b, err := readSmallFile(filepath.Join(dir, buildScript))
 	if err != nil || !bytes.Contains(b, []byte("\nself.CTSEG_BUILD = ")) {
 		return fmt.Errorf("%s is not a site ctseg made (no ctseg build.js): it replaces only a site it made (remove the folder or choose another)", dir)
 	}
+	// the weight files ctseg site wrote: listed in api/weights under a name it gives them
 	listed := map[string]bool{}
-	if b, err := os.ReadFile(filepath.Join(dir, "api", "weights")); err == nil {
+	if b, err := readSmallFile(filepath.Join(dir, "api", "weights")); err == nil {
 		var list []WeightFile
 		if json.Unmarshal(b, &list) != nil {
 			return notOurs("api/weights")
 		}
 		for _, w := range list {
-			listed["weights/"+w.Name] = true
+			if siteWeightName.MatchString(w.Name) {
+				listed["weights/"+w.Name] = true
+			}
 		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return notOurs("api/weights")
 	}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == dir {
@@ -235,6 +244,29 @@ func checkOldSite(dir string) error {
 		}
 		return notOurs(rel)
 	})
+}
+
+// SiteWeightName is the name ctseg site gives a variant's weights ("1.5mm", "3mm").
+func SiteWeightName(variant string) string { return variant + "-f16.safetensors" }
+
+var siteWeightName = regexp.MustCompile(`^[0-9.]+mm-f16\.safetensors$`)
+
+// readSmallFile reads a regular file (not a link, a FIFO or a device) of at most 1 MiB: what an
+// old site's build.js and api/weights are.
+func readSmallFile(p string) ([]byte, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return nil, fmt.Errorf("%s: not a small regular file", p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
 }
 
 // swap moves the new site into place: the old one (if any) aside first, then the new one in,

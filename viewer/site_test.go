@@ -230,6 +230,36 @@ func TestWriteSite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// a user's weights listed in api/weights (how a static host offers weights) are theirs too
+	api := filepath.Join(dir, "api", "weights")
+	mine := filepath.Join(dir, "weights", "my-finetuned.safetensors")
+	for p, b := range map[string]string{api: `[{"name":"my-finetuned.safetensors","size":4}]`, mine: "mine"} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := WriteSite(dir, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), "weights/my-finetuned.safetensors, which ctseg site did not write") {
+		t.Errorf("a site holding a user's listed weights replaced: %v", err)
+	}
+	for _, p := range []string{mine, api} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// --out a link to a site: refused (the link would become a folder)
+	link := filepath.Join(parent, "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteSite(link, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+		t.Errorf("a link replaced: %v", err)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := WriteSite(dir, SiteOptions{Replace: true, BrotliQuality: fastBrotli}); err != nil {
 		t.Errorf("the site again, once the user's files are gone: %v", err)
 	}

@@ -4,6 +4,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -518,14 +520,20 @@ func (b *batchRun) runCase(p *preparedCase, k int) (*cohort.Record, error) {
 			// failed on this very case maxDeviceFailures times in a row: then it is the case's
 			// (a CT the card cannot hold, a bug its grid triggers), and it fails alone, lest it
 			// block its shard on every retry.
-			n, cerr := b.countDeviceFailure(b.caseDir(p.c))
+			dir := b.caseDir(p.c)
+			n, cerr := b.countDeviceFailure(dir, p.c)
 			if cerr != nil {
 				return nil, cerr
 			}
 			if n < maxDeviceFailures {
 				return nil, df
 			}
-			return rec, b.finishFailed(p, rec, fmt.Errorf("the device failed on this case %d times in a row: %w", n, df))
+			if err := b.finishFailed(p, rec, fmt.Errorf("the device failed on this case %d times in a row: %w", n, df)); err != nil {
+				return nil, err
+			}
+			// the count stays beside the failed record: a rerun of the case that fails on the
+			// device again fails it at once instead of stopping the shard again
+			return rec, b.writeDeviceFailures(dir, p.c, n)
 		}
 		return rec, b.finishFailed(p, rec, err)
 	}
@@ -672,29 +680,39 @@ const maxDeviceFailures = 3
 const deviceFailuresName = ".device-failures"
 
 // countDeviceFailure adds one to the case's count of device failures in a row and returns it.
-// The count goes when the case is next written, ok or failed (clearCase).
-func (b *batchRun) countDeviceFailure(dir string) (int, error) {
+// The count is for the case as it is run now (its key: input, weights, settings), so one made
+// with another input or settings starts again; it goes when the case is next written ok or
+// failed on its data (clearCase).
+func (b *batchRun) countDeviceFailure(dir string, c cohort.Case) (int, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
-	p := filepath.Join(dir, deviceFailuresName)
 	n := 0
-	if f, err := os.Open(p); err == nil {
-		buf := make([]byte, 8) // a small count; anything else counts as none
+	if f, err := os.Open(filepath.Join(dir, deviceFailuresName)); err == nil {
+		buf := make([]byte, 128) // "N KEY": anything longer or else counts as none
 		k, _ := io.ReadFull(f, buf)
 		f.Close()
-		if v, err := strconv.Atoi(strings.TrimSpace(string(buf[:k]))); err == nil && v > 0 && v < 1000 {
-			n = v
+		if fields := strings.Fields(string(buf[:k])); len(fields) == 2 && fields[1] == b.failureKey(c) {
+			if v, err := strconv.Atoi(fields[0]); err == nil && v > 0 && v < 1000 {
+				n = v
+			}
 		}
 	}
 	n++
-	if err := atomicfile.Write(p, atomicfile.Options{Force: true}, func(w io.Writer) error {
-		_, err := fmt.Fprintln(w, n)
+	return n, b.writeDeviceFailures(dir, c, n)
+}
+
+func (b *batchRun) writeDeviceFailures(dir string, c cohort.Case, n int) error {
+	return atomicfile.Write(filepath.Join(dir, deviceFailuresName), atomicfile.Options{Force: true}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "%d %s\n", n, b.failureKey(c))
 		return err
-	}); err != nil {
-		return 0, err
-	}
-	return n, nil
+	})
+}
+
+// failureKey names the case as it is run now, for its count of device failures.
+func (b *batchRun) failureKey(c cohort.Case) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", b.key(c)))
+	return hex.EncodeToString(sum[:8])
 }
 
 // finishFailed records a case that failed on its data.

@@ -41,7 +41,7 @@ func runSite(env *Env, args []string) error {
 			if _, err := weights.InferConfig(sd); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			files = append(files, viewer.SiteFile{Name: v.Name + "-f16.safetensors", Write: func(w io.Writer) error {
+			files = append(files, viewer.SiteFile{Name: viewer.SiteWeightName(v.Name), Write: func(w io.Writer) error {
 				return weights.WriteSafetensors(w, sd, weights.WriteOptions{F16: true})
 			}})
 		}

@@ -20,10 +20,10 @@ const cached = new Set(['', ...self.CTSEG_FILES].map((f) => new URL(f, scope).pa
 const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 
 // fetchChecked fetches one file of this build and checks it is this build's: its SHA-256 as
-// build.js lists it, build.js naming this build. A deployment landing while the worker
-// downloads would otherwise fill this build's cache with the next one's files. The page's HTML
-// is not checked: some hosts rewrite HTML (analytics snippets), and the scripts and the wasm,
-// where two builds differ, are.
+// build.js lists it (the page itself is index.html), build.js naming this build. A deployment
+// landing while the worker downloads would otherwise fill this build's cache with files of two
+// builds. The HTML is checked too: a host that rewrites it (analytics snippets, which the
+// page's CSP would block anyway) gets no offline copy rather than a possibly mixed one.
 async function fetchChecked(f) {
   // 'reload' bypasses the HTTP cache, which may hold the previous build's files.
   const res = await fetch(new Request(f, { cache: 'reload' }));
@@ -33,7 +33,7 @@ async function fetchChecked(f) {
     if (!new TextDecoder().decode(body).includes(`self.CTSEG_BUILD = ${JSON.stringify(self.CTSEG_BUILD)};`)) {
       throw new Error('build.js changed during the download: another deployment');
     }
-  } else if (f !== './' && !f.endsWith('.html') && hex(await crypto.subtle.digest('SHA-256', body)) !== self.CTSEG_SHA256[f]) {
+  } else if (hex(await crypto.subtle.digest('SHA-256', body)) !== self.CTSEG_SHA256[f === './' ? 'index.html' : f]) {
     throw new Error(`${f} is not this build's: another deployment`);
   }
   return res;
@@ -55,7 +55,8 @@ self.addEventListener('install', (ev) => {
 
 self.addEventListener('activate', (ev) => {
   ev.waitUntil((async () => {
-    // (and the caches of builds before caches were named by scope, "ctseg-BUILD")
+    // (and the caches of builds from before caches were named by scope, "ctseg-BUILD": no
+    // release had them, and a development deployment still on one re-caches at its next visit)
     for (const k of await caches.keys()) if ((k.startsWith(OURS) && k !== CACHE) || /^ctseg-[0-9a-f]{16}$/.test(k)) await caches.delete(k);
     await self.clients.claim();
   })());
