@@ -122,17 +122,12 @@ func Summarize(dir string) (Counts, error) {
 	sort.Ints(labelsSeen)
 
 	carried := m.Carried()
-	force := atomicfile.Options{Force: true}
 	var outs atomicfile.Set
 	defer outs.Abort()
 	// structures.csv: case_id, the carried columns, the stats columns, touches_border, mean_confidence
-	err = outs.Write(filepath.Join(dir, StructuresName), force, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		head := append(append(append([]string{ColCaseID}, carried...), StatsColumns...), "touches_border", "mean_confidence")
-		if err := cw.Write(head); err != nil {
-			return err
-		}
-		err := eachOK(dir, cases, func(cs caseStatus, rows [][]string) error {
+	head := append(append(append([]string{ColCaseID}, carried...), StatsColumns...), "touches_border", "mean_confidence")
+	err = writeCSV(&outs, filepath.Join(dir, StructuresName), head, func(write func([]string) error) error {
+		return eachOK(dir, cases, func(cs caseStatus, rows [][]string) error {
 			border := map[int]bool{}
 			for _, l := range cs.rec.TouchesBorder {
 				border[l] = true
@@ -141,70 +136,48 @@ func Summarize(dir string) (Counts, error) {
 			for _, r := range rows {
 				l, _ := strconv.Atoi(r[0])
 				row := append(append(append([]string(nil), lead...), r[:len(StatsColumns)]...), strconv.FormatBool(border[l]), r[len(StatsColumns)])
-				if err := cw.Write(row); err != nil {
+				if err := write(row); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		cw.Flush()
-		return cw.Error()
 	})
 	if err != nil {
 		return n, err
 	}
 	// cases.csv: case_id, the carried columns, NAME_volume_ml per structure (ok cases)
-	err = outs.Write(filepath.Join(dir, CasesName), force, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		head := append([]string{ColCaseID}, carried...)
-		col := map[int]int{}
-		for i, l := range labelsSeen {
-			head = append(head, structs[l]+volumeSuffix)
-			col[l] = i
-		}
-		if err := cw.Write(head); err != nil {
-			return err
-		}
-		err := eachOK(dir, cases, func(cs caseStatus, rows [][]string) error {
+	head = append([]string{ColCaseID}, carried...)
+	col := map[int]int{}
+	for i, l := range labelsSeen {
+		head = append(head, structs[l]+volumeSuffix)
+		col[l] = i
+	}
+	err = writeCSV(&outs, filepath.Join(dir, CasesName), head, func(write func([]string) error) error {
+		return eachOK(dir, cases, func(cs caseStatus, rows [][]string) error {
 			vols := make([]string, len(labelsSeen))
 			for _, r := range rows {
 				l, _ := strconv.Atoi(r[0])
 				vols[col[l]] = r[3]
 			}
-			if err := cw.Write(append(append([]string{cs.c.ID}, m.CarriedValues(cs.c)...), vols...)); err != nil {
-				return err
-			}
-			return nil
+			return write(append(append([]string{cs.c.ID}, m.CarriedValues(cs.c)...), vols...))
 		})
-		if err != nil {
-			return err
-		}
-		cw.Flush()
-		return cw.Error()
 	})
 	if err != nil {
 		return n, err
 	}
-	err = outs.Write(filepath.Join(dir, StatusName), force, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		if err := cw.Write(StatusColumns); err != nil {
-			return err
-		}
+	err = writeCSV(&outs, filepath.Join(dir, StatusName), StatusColumns, func(write func([]string) error) error {
 		for _, cs := range cases {
 			row := []string{cs.c.ID, cs.status, cs.err, "", "", "", "", "", ""}
 			if r := cs.rec; r != nil {
 				row[3] = strconv.FormatFloat(math.Round(r.Seconds*100)/100, 'f', -1, 64)
 				row[4], row[5], row[6], row[7], row[8] = r.Host, r.Adapter, r.Version, r.Weights.SHA256, r.Settings.String()
 			}
-			if err := cw.Write(row); err != nil {
+			if err := write(row); err != nil {
 				return err
 			}
 		}
-		cw.Flush()
-		return cw.Error()
+		return nil
 	})
 	if err != nil {
 		return n, err
@@ -215,7 +188,7 @@ func Summarize(dir string) (Counts, error) {
 			rerun = append(rerun, cs.c)
 		}
 	}
-	err = outs.Write(filepath.Join(dir, RerunName), force, func(w io.Writer) error {
+	err = outs.Write(filepath.Join(dir, RerunName), atomicfile.Options{Force: true}, func(w io.Writer) error {
 		if rerun == nil {
 			rerun = []Case{} // the header alone: nothing to rerun
 		}
@@ -225,6 +198,22 @@ func Summarize(dir string) (Counts, error) {
 		return n, err
 	}
 	return n, outs.Commit()
+}
+
+// writeCSV adds a CSV file to outs (replacing one there): the header, then the rows that each
+// writes.
+func writeCSV(outs *atomicfile.Set, path string, head []string, each func(write func([]string) error) error) error {
+	return outs.Write(path, atomicfile.Options{Force: true}, func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		if err := cw.Write(head); err != nil {
+			return err
+		}
+		if err := each(cw.Write); err != nil {
+			return err
+		}
+		cw.Flush()
+		return cw.Error()
+	})
 }
 
 // eachOK calls fn with the stats rows of every ok case, in the manifest's order, after checking

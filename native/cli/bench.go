@@ -150,10 +150,7 @@ func runBench(env *Env, args []string) error {
 	rep.NetworkBytes, rep.LargestBinding = g.PlanBytes, g.MaxBinding
 	rep.WindowGFLOP = g.FLOPs() / 1e9
 	rng := rand.New(rand.NewSource(2))
-	in := make([]float32, r[0]*r[1]*r[2])
-	for i := range in {
-		in[i] = float32(rng.NormFloat64())
-	}
+	in := randomTensor(rng, r).Data
 	if err := ctx.Write(g.Input, 0, gpu.Float32Bytes(in)); err != nil {
 		return err
 	}
@@ -185,15 +182,12 @@ func runBench(env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "per layer kind, one window (%s):\n", rep.LayerTiming)
 	printKinds(env.Stdout, rep.Layers)
 
-	plan, err := model.PlanWindows(size[0], size[1], size[2], model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125})
+	_, plan, err := benchPlan(size, r)
 	if err != nil {
 		return err
 	}
 	rep.Windows = plan.NumWindows()
-	vol := model.NewTensor(1, size[0], size[1], size[2])
-	for i := range vol.Data {
-		vol.Data[i] = float32(rng.NormFloat64())
-	}
+	vol := randomTensor(rng, size)
 	ctx.ResetPeak()
 	start := time.Now()
 	if err := g.SlidingWindow(vol, plan, model.WindowOutput{Labels: make([]uint8, vol.Voxels())}, nil); err != nil {
@@ -210,6 +204,22 @@ func runBench(env *Env, args []string) error {
 		}
 	}
 	return writeBenchJSON(*jsonOut, atomicfile.Options{Force: *force, Inputs: []string{*wpath}}, rep)
+}
+
+// benchPlan is the bundle's sliding window over a volume of size with windows of roi.
+func benchPlan(size, roi [3]int) (model.WindowOptions, *model.WindowPlan, error) {
+	opt := model.WindowOptions{ROI: roi, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}
+	plan, err := model.PlanWindows(size[0], size[1], size[2], opt)
+	return opt, plan, err
+}
+
+// randomTensor is a one-channel volume of size filled from rng's normal distribution.
+func randomTensor(rng *rand.Rand, size [3]int) *model.Tensor {
+	t := model.NewTensor(1, size[0], size[1], size[2])
+	for i := range t.Data {
+		t.Data[i] = float32(rng.NormFloat64())
+	}
+	return t
 }
 
 func writeBenchJSON(path string, ao atomicfile.Options, rep *BenchReport) error {
@@ -237,10 +247,7 @@ func benchCPU(env *Env, net *model.Net, r [3]int, repeat int, endToEnd bool, siz
 		Threads: threads, Config: net.Cfg.String(), Precision: "f32", ConvTiles: "none (CPU)", ROI: r, LayerTiming: "wall clock"}
 	fmt.Fprintf(env.Stdout, "device: %s\nmodel: %s, f32, window %v\n", rep.Adapter, rep.Config, r)
 	rng := rand.New(rand.NewSource(2))
-	x := model.NewTensor(1, r[0], r[1], r[2])
-	for i := range x.Data {
-		x.Data[i] = float32(rng.NormFloat64())
-	}
+	x := randomTensor(rng, r)
 	// warm-up: packs the weights, fills the buffer pool
 	if _, err := net.Forward(x); err != nil {
 		return err
@@ -265,17 +272,14 @@ func benchCPU(env *Env, net *model.Net, r [3]int, repeat int, endToEnd bool, siz
 	printKinds(env.Stdout, rep.Layers)
 	if endToEnd {
 		rep.Shape = size
-		plan, err := model.PlanWindows(size[0], size[1], size[2], model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125})
+		opt, plan, err := benchPlan(size, r)
 		if err != nil {
 			return err
 		}
 		rep.Windows = plan.NumWindows()
-		vol := model.NewTensor(1, size[0], size[1], size[2])
-		for i := range vol.Data {
-			vol.Data[i] = float32(rng.NormFloat64())
-		}
+		vol := randomTensor(rng, size)
 		start := time.Now()
-		if _, err := net.SlidingWindowLabels(vol, model.WindowOptions{ROI: r, Overlap: 0.25, Mode: model.Gaussian, SigmaScale: 0.125}, nil); err != nil {
+		if _, err := net.SlidingWindowLabels(vol, opt, nil); err != nil {
 			return err
 		}
 		rep.EndToEnd = time.Since(start).Seconds()
