@@ -48,9 +48,6 @@ var state struct {
 	prep *pipeline.Prepared
 }
 
-// maxConfidenceVoxels bounds the CT whose run also keeps the confidence.
-const maxConfidenceVoxels = pipeline.MaxPageConfidenceVoxels
-
 // userError is an error the page shows as is; Kind lets it choose what to offer (retry,
 // another model, another file).
 type userError struct {
@@ -394,7 +391,7 @@ func segment(args []js.Value) (any, error) {
 		return nil, err
 	}
 	ctx, spacing := opt.GPU, opt.Spacing
-	opt.Confidence = o.Get("confidence").Truthy() && len(ct.Data) <= maxConfidenceVoxels
+	opt.Confidence = o.Get("confidence").Truthy() && len(ct.Data) <= pipeline.MaxPageConfidenceVoxels
 	opt.RunnerUp = opt.Confidence
 	opt.KeepPreLabels = true // the Teach view's experiment starts from them (a byte a voxel)
 	tiles := ""
@@ -499,7 +496,7 @@ func loadLabels(args []js.Value) (any, error) {
 		spacing = args[2].Float()
 	}
 	var p1 []byte
-	if len(args) > 3 && args[3].Truthy() && len(ct.Data) <= maxConfidenceVoxels {
+	if len(args) > 3 && args[3].Truthy() && len(ct.Data) <= pipeline.MaxPageConfidenceVoxels {
 		if p1, err = bytesArg(args[3], "p1"); err != nil {
 			return nil, err
 		}
